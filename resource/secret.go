@@ -43,10 +43,13 @@ type SecretSource struct {
 type Ref struct {
 	Secret  string `json:"secret,omitempty"`
 	HostEnv string `json:"host_env,omitempty"`
+	// HostCredential names a provider whose credential on the host is read
+	// at apply (codex: ~/.codex/auth.json).
+	HostCredential string `json:"host_credential,omitempty"`
 }
 
 // IsZero reports whether r refers to nothing.
-func (r Ref) IsZero() bool { return r.Secret == "" && r.HostEnv == "" }
+func (r Ref) IsZero() bool { return r == Ref{} }
 
 // String renders r as the HCL expression that made it.
 func (r Ref) String() string {
@@ -55,6 +58,8 @@ func (r Ref) String() string {
 		return "secret." + r.Secret
 	case r.HostEnv != "":
 		return "host_env(" + strconv.Quote(r.HostEnv) + ")"
+	case r.HostCredential != "":
+		return "host_credentials(" + strconv.Quote(r.HostCredential) + ")"
 	}
 	return ""
 }
