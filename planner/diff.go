@@ -238,6 +238,24 @@ func target(changes []Change, opts Options) []Change {
 			keep[dep] = true
 		}
 	}
+	// An object that is created again takes along what lives on it: a new
+	// network needs the sidecar and agent attached again, a new agent needs
+	// its prompt, skills, auth and MCP registrations provisioned again.
+	byAddr := map[resource.Address]Change{}
+	for _, c := range changes {
+		byAddr[c.Addr] = c
+	}
+	for _, c := range changes {
+		if !c.Action.Changes() {
+			continue
+		}
+		for _, dep := range needs(c.Addr, ModeNormal) {
+			d := byAddr[dep]
+			if keep[dep] && opts.Mode == ModeNormal && (d.Action == Replace || d.Action == Create) && d.Before != nil {
+				keep[c.Addr] = true
+			}
+		}
+	}
 	if opts.Mode == ModeDestroy {
 		// Destroying an object destroys what cannot live without it.
 		for _, c := range changes {

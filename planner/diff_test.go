@@ -347,3 +347,52 @@ func mustDiff(t *testing.T, cfg *config.File, prior *state.State) *Plan {
 	}
 	return p
 }
+
+func TestPlanFileRoundTrip(t *testing.T) {
+	cfg := load(t, base)
+	live := applied(mustDiff(t, cfg, nil), nil)
+	p := mustDiff(t, load(t, strings.Replace(base, `"agent:1"`, `"agent:2"`, 1)), live)
+	var buf strings.Builder
+	if err := WriteFile(&buf, p, "v9"); err != nil {
+		t.Fatal(err)
+	}
+	got, version, err := ReadFile(strings.NewReader(buf.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if version != "v9" {
+		t.Errorf("version = %q", version)
+	}
+	if !reflect.DeepEqual(got, p) {
+		t.Errorf("round trip changed the plan:\n%#v\n%#v", got, p)
+	}
+	var again strings.Builder
+	_ = WriteFile(&again, got, "v9")
+	if again.String() != buf.String() {
+		t.Error("a plan written twice gives different bytes")
+	}
+}
+
+func TestStale(t *testing.T) {
+	p := &Plan{Lineage: "L", Serial: 3, ConfigDigest: "D"}
+	if why := Stale(p, "L", 3, "D"); why != "" {
+		t.Errorf("fresh plan is stale: %s", why)
+	}
+	for _, tt := range []struct {
+		lineage string
+		serial  uint64
+		digest  string
+		want    string
+	}{
+		{"M", 3, "D", `lineage is "M"`},
+		{"L", 4, "D", "from serial 3 to 4"},
+		{"L", 3, "E", "configuration changed"},
+	} {
+		if why := Stale(p, tt.lineage, tt.serial, tt.digest); !strings.Contains(why, tt.want) {
+			t.Errorf("Stale(%s,%d,%s) = %q, want %q", tt.lineage, tt.serial, tt.digest, why, tt.want)
+		}
+	}
+	if _, _, err := ReadFile(strings.NewReader(`{"format_version":"2.0","mode":"normal","changes":[]}`)); err == nil || !strings.Contains(err.Error(), "make the plan again") {
+		t.Errorf("future format accepted: %v", err)
+	}
+}

@@ -79,7 +79,10 @@ func Objects(b *resource.Bottle) []resource.Object {
 		if r.Auth != nil {
 			// The slot is wiring, not meaning: it is left out so that
 			// adding a route never shows as a change to another.
-			attrs["auth"] = resource.Expr(r.Auth.Scheme + " " + r.Auth.Token.String())
+			attrs["auth"] = resource.MapOf(map[string]resource.Value{
+				"scheme": resource.String(r.Auth.Scheme),
+				"token":  resource.RefValue(r.Auth.Token),
+			})
 		}
 		if r.Owner != "" {
 			attrs["owner"] = resource.String(r.Owner)

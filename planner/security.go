@@ -78,7 +78,7 @@ func egressSecurity(b string, c Change) []string {
 			out = append(out, fmt.Sprintf("bottle %s's egress to %s is now inspected (TLS intercepted)", b, host))
 		}
 	}
-	if ba, aa := str(before, "auth"), str(after, "auth"); ba != aa {
+	if ba, aa := authText(before), authText(after); ba != aa {
 		switch {
 		case aa == "":
 			out = append(out, fmt.Sprintf("bottle %s's egress to %s no longer has a credential injected (was %s)", b, host, authWords(ba)))
@@ -117,13 +117,25 @@ func routeTerms(a resource.Attrs) string {
 	if len(terms) > 0 {
 		s = " (" + strings.Join(terms, "; ") + ")"
 	}
-	if auth := str(a, "auth"); auth != "" {
+	if auth := authText(a); auth != "" {
 		s += ", with " + authWords(auth)
 	}
 	if paths := list(a, "paths"); len(paths) > 0 {
 		s += ", limited to paths " + strings.Join(paths, ", ")
 	}
 	return s
+}
+
+// authText renders a route's auth attribute as "Bearer secret.github", or "".
+func authText(a resource.Attrs) string {
+	if a == nil {
+		return ""
+	}
+	m := a["auth"].Map
+	if m == nil {
+		return ""
+	}
+	return m["scheme"].Str + " " + m["token"].Str
 }
 
 // authWords turns "Bearer secret.github" into "secret.github injected as Bearer".

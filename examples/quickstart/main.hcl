@@ -8,6 +8,6 @@ bottle "quickstart" {
 
   egress "deb.debian.org" {}
 
-  prompt = "You are working in a bottle. Ask through supervise for anything you lack.\n"
+  prompt    = "You are working in a bottle. Ask through supervise for anything you lack.\n"
   supervise = true
 }
