@@ -25,7 +25,7 @@ func TestWalkerFindsSecret(t *testing.T) {
 		B []inner
 	}
 	paths := secrettest.Paths(reflect.TypeOf(outer{}))
-	if len(paths) != 1 || paths[0] != "planner.outer.B[].S{}[][]" {
+	if len(paths) != 1 || paths[0] != "planner.outer.B[].S{value}[][] is resource.Secret" {
 		t.Fatalf("paths = %v", paths)
 	}
 }

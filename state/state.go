@@ -18,7 +18,7 @@ type State struct {
 	Serial uint64
 	// BottleformVersion is the version of the binary that last wrote it.
 	BottleformVersion string
-	Bottles map[string]*Bottle
+	Bottles           map[string]*Bottle
 }
 
 // Bottle is one live bottle.

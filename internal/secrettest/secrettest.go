@@ -8,19 +8,19 @@ import (
 	"github.com/bottleform/bottleform/resource"
 )
 
-var secretType = reflect.TypeOf(resource.Secret{})
+var secretType = reflect.TypeFor[resource.Secret]()
 
-// Paths returns the paths (Type.Field[].Map{}...) through which a
-// resource.Secret is reachable from t: struct fields, pointers, slices,
-// arrays, map keys and values. Interface-typed fields are reported too,
-// since anything could hide behind them.
+// Paths walks every type reachable from t (struct fields, exported
+// or not, elements, map keys and values, pointers) and returns the paths
+// that reach resource.Secret, and those that reach an interface or a func,
+// which could hold anything and so cannot be proven free of secrets.
 func Paths(t reflect.Type) []string {
-	var out []string
+	var found []string
 	seen := map[reflect.Type]bool{}
 	var walk func(t reflect.Type, path string)
 	walk = func(t reflect.Type, path string) {
 		if t == secretType {
-			out = append(out, path)
+			found = append(found, path+" is resource.Secret")
 			return
 		}
 		if seen[t] {
@@ -28,20 +28,20 @@ func Paths(t reflect.Type) []string {
 		}
 		seen[t] = true
 		switch t.Kind() {
-		case reflect.Pointer, reflect.Slice, reflect.Array:
-			walk(t.Elem(), path+"[]")
-		case reflect.Map:
-			walk(t.Key(), path+"{key}")
-			walk(t.Elem(), path+"{}")
 		case reflect.Struct:
-			for i := 0; i < t.NumField(); i++ {
+			for i := range t.NumField() {
 				f := t.Field(i)
 				walk(f.Type, path+"."+f.Name)
 			}
-		case reflect.Interface:
-			out = append(out, path+" (interface: could hold a secret)")
+		case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Chan:
+			walk(t.Elem(), path+"[]")
+		case reflect.Map:
+			walk(t.Key(), path+"{key}")
+			walk(t.Elem(), path+"{value}")
+		case reflect.Interface, reflect.Func, reflect.UnsafePointer:
+			found = append(found, path+" is "+t.String()+", which could hold a secret")
 		}
 	}
 	walk(t, t.String())
-	return out
+	return found
 }
