@@ -91,8 +91,9 @@ func (s *State) Set(backend string, r *Resource) {
 	sort.Slice(b.Resources, func(i, j int) bool { return b.Resources[i].Addr.Less(b.Resources[j].Addr) })
 }
 
-// Remove forgets the resource at addr, and the bottle once it is empty. It
-// reports whether anything was removed.
+// Remove forgets the resource at exactly addr (a git entry's deploy key is
+// a resource of its own), and the bottle once it is empty. It reports
+// whether anything was removed.
 func (s *State) Remove(addr resource.Address) bool {
 	if s == nil {
 		return false
@@ -104,7 +105,7 @@ func (s *State) Remove(addr resource.Address) bool {
 	kept := b.Resources[:0]
 	removed := false
 	for _, r := range b.Resources {
-		if addr.Contains(r.Addr) {
+		if r.Addr == addr {
 			removed = true
 			continue
 		}

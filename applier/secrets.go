@@ -1,0 +1,138 @@
+package applier
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/bottleform/bottleform/planner"
+	"github.com/bottleform/bottleform/resource"
+)
+
+// Source is where secret values come from at apply time.
+type Source struct {
+	LookupEnv func(string) (string, bool)
+	ReadFile  func(string) ([]byte, error)
+	// Prompt asks the user for a value; nil when there is no terminal.
+	Prompt func(text string) (string, error)
+	// HostCredential reads a provider's credential on the host
+	// (codex: ~/.codex/auth.json); nil when none can be read.
+	HostCredential func(provider string) (resource.Secret, error)
+	// Dir is the configuration directory, for relative file secrets.
+	Dir string
+}
+
+// Refs lists the references the bottles with changes in p use, sorted.
+func Refs(p *planner.Plan) []resource.Ref {
+	seen := map[resource.Ref]bool{}
+	changed := map[string]bool{}
+	for _, c := range p.Changes {
+		if c.Action.Changes() {
+			changed[c.Addr.Bottle] = true
+		}
+	}
+	add := func(r resource.Ref) {
+		if !r.IsZero() {
+			seen[r] = true
+		}
+	}
+	for name, b := range p.Bottles {
+		if !changed[name] {
+			continue
+		}
+		add(b.Agent.AuthToken)
+		if b.Agent.ForwardHostCredentials {
+			add(resource.Ref{HostCredential: b.Agent.Provider})
+		}
+		for _, e := range b.Env {
+			add(e.Ref)
+		}
+		for _, r := range b.Egress {
+			if r.Auth != nil {
+				add(r.Auth.Token)
+			}
+		}
+		for _, g := range b.Git {
+			add(g.Key.Token)
+		}
+	}
+	out := make([]resource.Ref, 0, len(seen))
+	for r := range seen {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// Resolve reads the value of every reference p needs, before anything is
+// created. Errors name the secret and where it was looked for, never a
+// value.
+func Resolve(p *planner.Plan, src Source) (Secrets, error) {
+	out := Secrets{}
+	var errs []error
+	for _, ref := range Refs(p) {
+		v, err := resolve(ref, p.Secrets, src)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out[ref] = v
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func resolve(ref resource.Ref, decls map[string]resource.SecretSource, src Source) (resource.Secret, error) {
+	switch {
+	case ref.HostEnv != "":
+		v, ok := src.LookupEnv(ref.HostEnv)
+		if !ok {
+			return resource.Secret{}, fmt.Errorf("host_env(%q): the variable is not set; export it and apply again", ref.HostEnv)
+		}
+		return resource.NewSecret(v), nil
+	case ref.HostCredential != "":
+		if src.HostCredential == nil {
+			return resource.Secret{}, fmt.Errorf("%s: reading host credentials is not supported for %s", ref, ref.HostCredential)
+		}
+		return src.HostCredential(ref.HostCredential)
+	}
+	d, ok := decls[ref.Secret]
+	if !ok {
+		return resource.Secret{}, fmt.Errorf("%s is not declared in the plan", ref)
+	}
+	switch d.Kind {
+	case resource.SecretEnv:
+		v, ok := src.LookupEnv(d.Source)
+		if !ok {
+			return resource.Secret{}, fmt.Errorf("secret.%s reads $%s, which is not set; export it and apply again", d.Name, d.Source)
+		}
+		return resource.NewSecret(v), nil
+	case resource.SecretFile:
+		path := d.Source
+		if path == "~" || strings.HasPrefix(path, "~/") {
+			home, _ := src.LookupEnv("HOME")
+			path = filepath.Join(home, strings.TrimPrefix(path, "~"))
+		} else if !filepath.IsAbs(path) {
+			path = filepath.Join(src.Dir, path)
+		}
+		b, err := src.ReadFile(path)
+		if err != nil {
+			return resource.Secret{}, fmt.Errorf("secret.%s: %w", d.Name, err)
+		}
+		return resource.NewSecret(strings.TrimRight(string(b), "\r\n")), nil
+	case resource.SecretPrompt:
+		if src.Prompt == nil {
+			return resource.Secret{}, fmt.Errorf("secret.%s is asked on the terminal (%q), but there is no terminal; run apply in a terminal, or declare it with env = \"VAR\" for automation", d.Name, d.Source)
+		}
+		v, err := src.Prompt(d.Source)
+		if err != nil {
+			return resource.Secret{}, fmt.Errorf("secret.%s: %w", d.Name, err)
+		}
+		return resource.NewSecret(v), nil
+	}
+	return resource.Secret{}, fmt.Errorf("secret.%s has an unknown source", d.Name)
+}
