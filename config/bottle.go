@@ -294,7 +294,7 @@ func (d *decoder) prompt(bd *bottleDecl, a *hcl.Attribute) {
 	if filepath.IsAbs(p) {
 		full = p
 	}
-	b, err := os.ReadFile(full)
+	b, err := readPrompt(full)
 	if err != nil {
 		d.errorf(call.Args[0].Range(), "Cannot read prompt file", "%s. The path is relative to the file that names it; fix the path or create the file.", err)
 		return
@@ -783,4 +783,23 @@ func parseUpstream(s string) (upstream, string) {
 		up.port = n
 	}
 	return up, ""
+}
+
+// maxPrompt bounds a prompt file: a system prompt, not a data set.
+const maxPrompt = 1 << 20
+
+// readPrompt reads a regular file of at most maxPrompt bytes, so a path to
+// a device or a FIFO fails instead of hanging.
+func readPrompt(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Size() > maxPrompt {
+		return nil, fmt.Errorf("%s is %d bytes; a prompt file may hold at most 1 MiB", path, st.Size())
+	}
+	return os.ReadFile(path)
 }

@@ -71,6 +71,16 @@ func ReadFile(r io.Reader) (*Plan, string, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, "", fmt.Errorf("read plan: not a bottleform plan file: %w", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, "", fmt.Errorf("read plan: not a bottleform plan file: data after the plan")
+	}
+	for _, list := range [][]resource.Address{f.Targets, f.Replace} {
+		for _, a := range list {
+			if a.Bottle == "" {
+				return nil, "", fmt.Errorf("read plan: a target or replace address is empty")
+			}
+		}
+	}
 	if major(f.FormatVersion) != major(FormatVersion) {
 		return nil, "", fmt.Errorf("read plan: format version %q is not supported by this bottleform (reads %s); make the plan again with this version", f.FormatVersion, FormatVersion)
 	}
@@ -87,6 +97,9 @@ func ReadFile(r io.Reader) (*Plan, string, error) {
 		return nil, "", fmt.Errorf("read plan: unknown mode %q", f.Mode)
 	}
 	for _, c := range f.Changes {
+		if c.Address.Bottle == "" || c.Address.IsBottle() {
+			return nil, "", fmt.Errorf("read plan: a change has no object address")
+		}
 		a, ok := actionNames[c.Action]
 		if !ok {
 			return nil, "", fmt.Errorf("read plan: %s: unknown action %q", c.Address, c.Action)
