@@ -90,6 +90,14 @@ func Apply(ctx context.Context, p *planner.Plan, prior *state.State, store Store
 	}
 	if s.Lineage == "" {
 		s.Lineage = uuid.NewString()
+		// Backends name and label objects with the lineage: it must be on
+		// disk before the first object is made under it, or an apply killed
+		// before its first save leaves objects no state will ever find.
+		if p.HasChanges() {
+			if err := store.Save(s); err != nil {
+				return s, err
+			}
+		}
 	}
 	r := &run{plan: p, st: s, store: store, opts: opts}
 	if r.opts.Parallelism <= 0 {
