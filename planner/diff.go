@@ -206,13 +206,20 @@ func propagate(byAddr map[resource.Address]*Change) {
 		}
 	}
 	for addr, c := range byAddr {
-		if addr.Kind != resource.KindAgent || !recreated(c) {
+		if !recreated(c) {
 			continue
 		}
 		for daddr, dep := range byAddr {
-			if daddr.Bottle == addr.Bottle && daddr.Kind.InAgent() && dep.Action == NoOp {
+			if daddr.Bottle != addr.Bottle || dep.Action != NoOp {
+				continue
+			}
+			switch {
+			case addr.Kind == resource.KindAgent && daddr.Kind.InAgent():
 				dep.Action = Update
 				dep.Reasons = append(dep.Reasons, "provisioned again into the new agent")
+			case addr.Kind == resource.KindSidecar && (daddr.Kind == resource.KindEgress || daddr.Kind == resource.KindGit):
+				dep.Action = Update
+				dep.Reasons = append(dep.Reasons, "delivered again to the new sidecar")
 			}
 		}
 	}

@@ -152,6 +152,9 @@ func TestDiff(t *testing.T) {
 			src:  strings.Replace(base, `image = "agent:1"`, "image = \"agent:1\"\n  backend = \"smolmachines\"", 1),
 			want: "replace bottle.rev.network (backend changed)\n" +
 				"replace bottle.rev.sidecar (backend changed)\n" +
+				"update bottle.rev.egress[\"api.anthropic.com\"] (delivered again to the new sidecar)\n" +
+				"update bottle.rev.egress[\"api.github.com\"] (delivered again to the new sidecar)\n" +
+				"update bottle.rev.git[\"app\"] (delivered again to the new sidecar)\n" +
 				"update bottle.rev.auth (provisioned again into the new agent)\n" +
 				"replace bottle.rev.agent (backend changed)\n" +
 				"update bottle.rev.prompt (provisioned again into the new agent)\n",
@@ -180,7 +183,10 @@ func TestDiff(t *testing.T) {
 			name: "replace requested",
 			src:  base,
 			opts: Options{Replace: []resource.Address{mustAddr(t, "bottle.rev.sidecar")}},
-			want: "replace bottle.rev.sidecar (replacement requested with --replace)\n",
+			want: "replace bottle.rev.sidecar (replacement requested with --replace)\n" +
+				"update bottle.rev.egress[\"api.anthropic.com\"] (delivered again to the new sidecar)\n" +
+				"update bottle.rev.egress[\"api.github.com\"] (delivered again to the new sidecar)\n" +
+				"update bottle.rev.git[\"app\"] (delivered again to the new sidecar)\n",
 		},
 		{
 			name: "target keeps only the target",

@@ -47,9 +47,10 @@ const (
 //     (new digest, started, same id, contents kept), never duplicated.
 //     Delete of a missing object is nil.
 //   - Update starts a stopped container. Update of a missing network,
-//     container, route, git entry or deploy key fails with ErrNotFound. A
-//     file in the agent is written whole, so updating one that went with its
-//     agent provisions it again, as the planner asks once the agent is new.
+//     container or deploy key fails with ErrNotFound. A file in the agent,
+//     or a route or git entry in the sidecar's configuration, is written
+//     whole, so updating one that went with its host provisions it again,
+//     as the planner asks once the agent or the sidecar is new.
 type Fake struct {
 	// Backend, if set, is the backend name this fake stands for: Observe
 	// looks only at state bottles whose Backend is this. Empty looks at all.
@@ -271,10 +272,12 @@ func (f *Fake) Update(ctx context.Context, op *applier.Op) (map[string]string, e
 	k := objectKey{op.Lineage, op.Addr}
 	o := f.objects[k]
 	if o == nil {
-		if host(op.Addr.Kind) != resource.KindAgent {
+		if host(op.Addr.Kind) == 0 {
 			return nil, ErrNotFound
 		}
-		// A file written whole into the agent: provisioned again.
+		// A file written whole into the agent, or a route or git entry in
+		// the sidecar's configuration (delivered whole): provisioned again
+		// into a new host.
 		f.nextID++
 		o = &object{ids: map[string]string{"id": "fake-" + strconv.Itoa(f.nextID)}}
 		f.objects[k] = o

@@ -126,7 +126,9 @@ func TestFakeRules(t *testing.T) {
 		{"auth before agent", []string{"create network", "create sidecar"}, "create auth", nil},
 		{"update missing agent", []string{"create network"}, "update agent", ErrNotFound},
 		{"update missing network", nil, "update network", ErrNotFound},
-		{"update missing egress", []string{"create network", "create sidecar"}, "update egress", ErrNotFound},
+		{"update egress without a sidecar", []string{"create network"}, "update egress", ErrNotFound},
+		// The planner asks for this once a sidecar is new: its configuration is delivered whole.
+		{"update egress gone with its sidecar", []string{"create network", "create sidecar", "create egress", "delete sidecar", "create sidecar"}, "update egress", nil},
 		// The planner asks for this once an agent is new: files are written whole.
 		{"update prompt gone with its agent", []string{"create network", "create agent", "create prompt", "delete agent", "create agent"}, "update prompt", nil},
 		{"delete missing", nil, "delete agent", nil},
