@@ -1,6 +1,14 @@
 package sidecar
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
 	"github.com/bottleform/bottleform/resource"
 )
 
@@ -65,4 +73,80 @@ func FromBottle(b *resource.Bottle) Config {
 type Delivery struct {
 	Config Config            `json:"config"`
 	Slots  map[string]string `json:"slots"`
+}
+
+// Digest identifies a configuration: the sha256 of its JSON encoding. It
+// covers slot names, never slot values, so it can be shown and logged.
+func (c Config) Digest() string {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic("sidecar: config digest: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// CredentialSlots returns the token slots of the credentialed routes, in
+// route order: the slots a delivery must fill for the gateway to inject
+// every credential it was granted.
+func (c Config) CredentialSlots() []string {
+	var slots []string
+	for _, r := range c.Routes {
+		if r.TokenSlot != "" {
+			slots = append(slots, r.TokenSlot)
+		}
+	}
+	return slots
+}
+
+// Validate checks a delivery before the sidecar takes it: a bottle name,
+// one route per host with a known TLS mode, auth scheme and token slot set
+// together, unique repo names, and no slot value the configuration does not
+// name. Errors name hosts, repos and slots, never a slot's value. A slot
+// the configuration names but the delivery leaves empty is not an error:
+// the sidecar reports it as missing and refuses that route's traffic.
+func (d *Delivery) Validate() error {
+	c := d.Config
+	if c.Bottle == "" {
+		return errors.New("config.bottle is empty")
+	}
+	named := map[string]bool{}
+	hosts := map[string]bool{}
+	for i, r := range c.Routes {
+		switch {
+		case r.Host == "":
+			return fmt.Errorf("config.routes[%d]: host is empty", i)
+		case hosts[r.Host]:
+			return fmt.Errorf("config.routes[%d]: host %s has more than one route", i, r.Host)
+		case r.TLS != resource.TLSIntercept && r.TLS != resource.TLSPassthrough:
+			return fmt.Errorf("route %s: tls is %q, want %q or %q", r.Host, r.TLS, resource.TLSIntercept, resource.TLSPassthrough)
+		case (r.AuthScheme == "") != (r.TokenSlot == ""):
+			return fmt.Errorf("route %s: auth_scheme and token_slot must be set together", r.Host)
+		case r.TokenSlot != "" && r.TLS != resource.TLSIntercept:
+			return fmt.Errorf("route %s: a credentialed route must be intercepted to inject its credential", r.Host)
+		}
+		hosts[r.Host] = true
+		if r.TokenSlot != "" {
+			named[r.TokenSlot] = true
+		}
+	}
+	repos := map[string]bool{}
+	for i, g := range c.Repos {
+		switch {
+		case g.Name == "":
+			return fmt.Errorf("config.repos[%d]: name is empty", i)
+		case repos[g.Name]:
+			return fmt.Errorf("config.repos[%d]: repo %s appears twice", i, g.Name)
+		}
+		repos[g.Name] = true
+		if g.KeySlot != "" {
+			named[g.KeySlot] = true
+		}
+	}
+	for _, s := range slices.Sorted(maps.Keys(d.Slots)) {
+		if !named[s] {
+			return fmt.Errorf("slot %s is not named by the configuration", s)
+		}
+	}
+	return nil
 }

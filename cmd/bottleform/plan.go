@@ -29,6 +29,7 @@ type planOptions struct {
 	targets          []string
 	replace          []string
 	lockTimeout      time.Duration
+	refresh          bool
 }
 
 func newPlan(g *globals) *cobra.Command {
@@ -55,6 +56,7 @@ would change and 2 when something would.`,
 	f.BoolVar(&o.destroy, "destroy", false, "plan to destroy everything in the state")
 	f.StringArrayVar(&o.targets, "target", nil, "limit the plan to `ADDR` and what it needs (repeatable)")
 	f.StringArrayVar(&o.replace, "replace", nil, "replace `ADDR` even if it has not changed (repeatable)")
+	f.BoolVar(&o.refresh, "refresh", true, "ask the backends what is live (--refresh=false takes the state at its word)")
 	lockFlag(cmd, &o.lockTimeout)
 	return cmd
 }
@@ -73,7 +75,7 @@ func parseAddrs(flag string, ss []string) ([]resource.Address, error) {
 
 // makePlan loads the configuration and the state under the lock and
 // returns the plan.
-func makePlan(g *globals, mode planner.Mode, targets, replace []string, lockTimeout time.Duration, op string) (*planner.Plan, error) {
+func makePlan(g *globals, mode planner.Mode, targets, replace []string, lockTimeout time.Duration, refresh bool, op string) (*planner.Plan, error) {
 	opts := planner.Options{Mode: mode}
 	var err error
 	if opts.Targets, err = parseAddrs("--target", targets); err != nil {
@@ -98,19 +100,23 @@ func makePlan(g *globals, mode planner.Mode, targets, replace []string, lockTime
 	if err != nil {
 		return nil, err
 	}
-	return planner.Diff(cfg, prior, observe(prior), opts)
+	var observed resource.Observed
+	if refresh {
+		bs := newBackendSet(g)
+		defer bs.Close()
+		if observed, err = bs.Observe(context.Background(), prior); err != nil {
+			return nil, err
+		}
+	}
+	return planner.Diff(cfg, prior, observed, opts)
 }
-
-// observe asks the backends what is live. No backend exists in this build,
-// so nothing is observed and the planner takes the state at its word.
-func observe(*state.State) resource.Observed { return nil }
 
 func runPlan(g *globals, o planOptions) error {
 	mode := planner.ModeNormal
 	if o.destroy {
 		mode = planner.ModeDestroy
 	}
-	p, err := makePlan(g, mode, o.targets, o.replace, o.lockTimeout, "plan")
+	p, err := makePlan(g, mode, o.targets, o.replace, o.lockTimeout, o.refresh, "plan")
 	if err != nil {
 		return err
 	}

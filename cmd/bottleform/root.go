@@ -55,6 +55,7 @@ func silent(code int) error { return &exitError{code: code} }
 type globals struct {
 	chdir   string
 	noColor bool
+	stdin   io.Reader
 	stdout  io.Writer
 	stderr  io.Writer
 }
@@ -103,7 +104,8 @@ plan shows what a change opens up, apply makes it so, destroy tears it down.`,
 	root.PersistentFlags().BoolVar(&g.noColor, "no-color", false, "never colour the output (NO_COLOR in the environment does the same)")
 	root.AddCommand(
 		newValidate(g), newFmt(g), newPlan(g), newShow(g), newApply(g), newDestroy(g),
-		newState(g), newForceUnlock(g), newVersion(g),
+		newState(g), newForceUnlock(g), newVersion(g), newSidecar(g),
+		newStatus(g), newAttach(g),
 	)
 	return root
 }
@@ -113,7 +115,7 @@ plan shows what a change opens up, apply makes it so, destroy tears it down.`,
 func Main(args []string) int {
 	state.BottleformVersion = Version()
 	planner.SidecarImage = "bottleform-sidecar:" + Version()
-	g := &globals{stdout: os.Stdout, stderr: os.Stderr}
+	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	root := newRoot(g)
 	root.SetArgs(terraformFlags(args))
 	err := root.Execute()

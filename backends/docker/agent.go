@@ -1,0 +1,285 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/bottleform/bottleform/applier"
+	"github.com/bottleform/bottleform/resource"
+)
+
+// ProxyURL is the egress gateway as the agent reaches it.
+const ProxyURL = "http://egress:9099"
+
+// NoProxy are the hosts the agent reaches directly on the internal network.
+const NoProxy = "git-gate,supervise,localhost,127.0.0.1"
+
+// proxyEnv is the env every agent gets; it wins over a bottle's env of the
+// same names.
+var proxyEnv = []string{
+	"HTTP_PROXY=" + ProxyURL, "HTTPS_PROXY=" + ProxyURL,
+	"http_proxy=" + ProxyURL, "https_proxy=" + ProxyURL,
+	"NO_PROXY=" + NoProxy, "no_proxy=" + NoProxy,
+	"NODE_USE_ENV_PROXY=1",
+}
+
+// agentCommand is the agent container's main process. The image's
+// ENTRYPOINT and CMD are not run: an agent container must keep running so
+// that attach and provisioning can exec into it, and an image's own
+// command (an interactive CLI, a shell) exits at once without a terminal.
+// Docker's init is PID 1, so `sleep` gets SIGTERM and the container stops
+// at once. The image needs `sleep` on its PATH (coreutils or busybox).
+var agentCommand = []string{"sleep", "infinity"}
+
+// createAgent (re)creates the agent container from the bottle's image, on
+// the internal network only, starts it, and writes its auth settings (see
+// writeAuth). Nothing is pulled.
+func (b *Backend) createAgent(ctx context.Context, op *applier.Op) (map[string]string, error) {
+	bt := op.Bottle
+	img, err := b.c.ImageInspect(ctx, bt.Image)
+	if cerrdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("image %s is not present on this machine and bottleform pulls nothing: build or load it first (docker load / docker import)", bt.Image)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", bt.Image, err)
+	}
+	env, err := agentEnv(op)
+	if err != nil {
+		return nil, err
+	}
+	user := "0"
+	if img.Config != nil && !isRoot(img.Config.User) {
+		user = img.Config.User
+	}
+	name := objectName(op, compAgent)
+	if err := b.clearName(ctx, op.Lineage, name); err != nil {
+		return nil, err
+	}
+	internal := objectName(op, compInternal)
+	cfg := &container.Config{
+		Image:      bt.Image,
+		User:       user,
+		Hostname:   bt.Name,
+		Env:        env,
+		Entrypoint: slices.Clone(agentCommand[:1]),
+		Cmd:        slices.Clone(agentCommand[1:]),
+		Labels:     labels(op, compAgent),
+	}
+	init := true
+	host := &container.HostConfig{
+		NetworkMode: container.NetworkMode(internal),
+		CapDrop:     []string{"ALL"},
+		SecurityOpt: []string{"no-new-privileges"},
+		Init:        &init,
+		Resources: container.Resources{
+			NanoCPUs: int64(bt.Resources.CPUs * 1e9),
+			Memory:   bt.Resources.Memory,
+		},
+	}
+	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{internal: {}}}
+	resp, err := b.c.ContainerCreate(ctx, cfg, host, nc, nil, name)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", name, err)
+	}
+	for _, w := range resp.Warnings {
+		warn(op, "docker: %s", w)
+	}
+	if err := b.c.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+		if strings.Contains(err.Error(), "executable file not found") {
+			return nil, fmt.Errorf("start %s: image %s has no `sleep` on its PATH; the agent container runs `sleep infinity` to stay up for attach and provisioning: add coreutils or busybox to the image", name, bt.Image)
+		}
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	// Auth is made before the agent in an apply, so a new agent gets its
+	// provider settings here.
+	if err := b.AgentHandle(op.Lineage, bt.Name).writeAuth(ctx, op); err != nil {
+		return nil, fmt.Errorf("provision %s's auth: %w", name, err)
+	}
+	return map[string]string{"container": resp.ID}, nil
+}
+
+// agentEnv is the agent's environment: the bottle's env (literals, and the
+// values of references granted to the agent) and the proxy variables.
+func agentEnv(op *applier.Op) ([]string, error) {
+	ours := map[string]bool{}
+	for _, kv := range proxyEnv {
+		ours[kv[:strings.IndexByte(kv, '=')]] = true
+	}
+	var env []string
+	for _, e := range op.Bottle.Env {
+		if ours[e.Name] {
+			warn(op, "env %s is set by bottleform to route the agent through its egress gateway; the bottle's value is ignored", e.Name)
+			continue
+		}
+		v := e.Literal
+		if !e.Ref.IsZero() {
+			s, ok := op.Secrets.Value(e.Ref)
+			if !ok {
+				return nil, fmt.Errorf("env %s: the value of %s was not resolved", e.Name, e.Ref)
+			}
+			v = s.Reveal()
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	return append(env, proxyEnv...), nil
+}
+
+// isRoot reports whether an image's USER is root (or unset, which is root).
+func isRoot(user string) bool {
+	u, _, _ := strings.Cut(user, ":")
+	return u == "" || u == "root" || u == "0"
+}
+
+// Agent is a handle on one bottle's agent container: commands run in it
+// and files copied into it. It does not check that the container exists;
+// its methods fail if it does not.
+type Agent struct {
+	b    *Backend
+	name string
+	id   *identity
+}
+
+// identity is the agent user as the container sees it.
+type identity struct {
+	uid, gid int
+	home     string
+}
+
+// AgentHandle returns a handle on the agent container of bottle in the
+// state with lineage.
+func (b *Backend) AgentHandle(lineage, bottle string) *Agent {
+	return &Agent{b: b, name: resource.ObjectName(lineage, bottle, compAgent)}
+}
+
+// Name is the agent container's name.
+func (a *Agent) Name() string { return a.name }
+
+// Exec runs argv in the agent as user ("" is the container's user, the
+// agent user), with stdin if it is not nil. A command that fails or is not
+// found (exit 126 or 127) is a non-zero exit, not an error; err is for
+// failures to run it at all (no such container, container stopped).
+func (a *Agent) Exec(ctx context.Context, argv []string, user string, stdin io.Reader) (stdout, stderr []byte, exit int, err error) {
+	return a.b.exec(ctx, a.name, argv, user, stdin)
+}
+
+// CopyIn extracts a tar archive into dir, which must exist, in the agent.
+// Files get the uid, gid and mode their tar headers carry.
+func (a *Agent) CopyIn(ctx context.Context, dir string, archive io.Reader) error {
+	if err := a.b.c.CopyToContainer(ctx, a.name, dir, archive, container.CopyToContainerOptions{}); err != nil {
+		return fmt.Errorf("copy into %s:%s: %w", a.name, dir, err)
+	}
+	return nil
+}
+
+// running reports whether the agent container exists and runs.
+func (a *Agent) running(ctx context.Context) (bool, error) {
+	c, err := a.b.c.ContainerInspect(ctx, a.name)
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("container %s: %w", a.name, err)
+	}
+	return c.State != nil && c.State.Running, nil
+}
+
+// identity finds the agent user's uid, gid and home by asking the
+// container (id -u, id -g, printenv HOME), once per handle.
+func (a *Agent) identity(ctx context.Context) (identity, error) {
+	if a.id != nil {
+		return *a.id, nil
+	}
+	ask := func(argv ...string) (string, error) {
+		out, errb, code, err := a.Exec(ctx, argv, "", nil)
+		if err != nil {
+			return "", err
+		}
+		if code != 0 {
+			return "", fmt.Errorf("`%s` exited %d in %s: %s", strings.Join(argv, " "), code, a.name, strings.TrimSpace(string(errb)+string(out)))
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	var id identity
+	var err error
+	var s string
+	if s, err = ask("id", "-u"); err == nil {
+		id.uid, err = strconv.Atoi(s)
+	}
+	if err == nil {
+		if s, err = ask("id", "-g"); err == nil {
+			id.gid, err = strconv.Atoi(s)
+		}
+	}
+	if err == nil {
+		id.home, err = ask("printenv", "HOME")
+	}
+	if err != nil {
+		return identity{}, fmt.Errorf("find the agent user: %w", err)
+	}
+	if !strings.HasPrefix(id.home, "/") {
+		return identity{}, fmt.Errorf("find the agent user: HOME is %q in %s, not an absolute path", id.home, a.name)
+	}
+	a.id = &id
+	return id, nil
+}
+
+// Attach runs argv in the agent of bottle as the agent user, wired to in,
+// out and errw (with tty, one stream to out: the caller puts its terminal
+// in raw mode), and returns its exit code. This is `bottleform attach`.
+func (b *Backend) Attach(ctx context.Context, lineage, bottle string, argv []string, tty bool, in io.Reader, out, errw io.Writer) (int, error) {
+	name := resource.ObjectName(lineage, bottle, compAgent)
+	cr, err := b.c.ContainerExecCreate(ctx, name, container.ExecOptions{
+		Cmd: argv, Tty: tty, AttachStdin: in != nil, AttachStdout: true, AttachStderr: true,
+	})
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return -1, fmt.Errorf("attach bottle.%s: it has no agent container (%s): run `bottleform apply`", bottle, name)
+	case cerrdefs.IsConflict(err):
+		return -1, fmt.Errorf("attach bottle.%s: its agent container %s is not running: run `bottleform apply` to start it", bottle, name)
+	case err != nil:
+		return -1, fmt.Errorf("attach bottle.%s: %w", bottle, err)
+	}
+	hj, err := b.c.ContainerExecAttach(ctx, cr.ID, container.ExecAttachOptions{Tty: tty})
+	if err != nil {
+		return -1, fmt.Errorf("attach bottle.%s: %w", bottle, err)
+	}
+	defer hj.Close()
+	if in != nil {
+		go func() {
+			_, _ = io.Copy(hj.Conn, in)
+			_ = hj.CloseWrite()
+		}()
+	}
+	if tty {
+		_, err = io.Copy(out, hj.Reader)
+	} else {
+		_, err = stdcopy.StdCopy(out, errw, hj.Reader)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("attach bottle.%s: %w", bottle, err)
+	}
+	code, err := b.execExit(ctx, cr.ID)
+	if err != nil {
+		return -1, fmt.Errorf("attach bottle.%s: %w", bottle, err)
+	}
+	return code, nil
+}
+
+// tailText returns the last part of command output for a message.
+func tailText(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if len(b) > 400 {
+		b = append([]byte("..."), b[len(b)-400:]...)
+	}
+	return string(b)
+}

@@ -1,0 +1,199 @@
+package docker
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/image"
+
+	"github.com/bottleform/bottleform/resource"
+)
+
+// LabelBinarySHA256 is the sidecar image's label holding the sha256 of the
+// bottleform binary inside it.
+const LabelBinarySHA256 = "dev.bottleform.binary-sha256"
+
+var badTagChar = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// SidecarTag is the sidecar image's tag for a bottleform version:
+// "bottleform-sidecar:VERSION", and for "dev" builds
+// "bottleform-sidecar:dev-" plus the first 12 hex digits of the binary's
+// sha256, so a rebuilt binary gets a new image. Characters a tag cannot
+// hold ("+" in a module version) become "-".
+func SidecarTag(version, binaryPath string) (string, error) {
+	tag := badTagChar.ReplaceAllString(version, "-")
+	if version == "dev" {
+		sum, err := fileSHA256(binaryPath)
+		if err != nil {
+			return "", err
+		}
+		tag += "-" + sum[:12]
+	}
+	if len(tag) > 128 {
+		tag = tag[:128]
+	}
+	return "bottleform-sidecar:" + tag, nil
+}
+
+// EnsureSidecarImage makes sure the sidecar image exists: if the tag
+// exists and holds this binary, there is nothing to do; otherwise it
+// imports an image built in memory from the binary alone (no base image,
+// no registry). The binary must be statically linked.
+func (b *Backend) EnsureSidecarImage(ctx context.Context) error {
+	b.imageMu.Lock()
+	defer b.imageMu.Unlock()
+	if b.imageReady {
+		return nil
+	}
+	if err := b.ensureSidecarImage(ctx); err != nil {
+		return err
+	}
+	b.imageReady = true
+	return nil
+}
+
+func (b *Backend) ensureSidecarImage(ctx context.Context) error {
+	sum, err := fileSHA256(b.binary)
+	if err != nil {
+		return err
+	}
+	img, err := b.c.ImageInspect(ctx, b.image)
+	switch {
+	case err == nil && img.Config != nil && img.Config.Labels[LabelBinarySHA256] == sum:
+		return nil
+	case err != nil && !cerrdefs.IsNotFound(err):
+		return fmt.Errorf("sidecar image %s: %w", b.image, err)
+	}
+	if err := checkStatic(b.binary); err != nil {
+		return err
+	}
+	bin, err := os.ReadFile(b.binary)
+	if err != nil {
+		return fmt.Errorf("sidecar image: %w", err)
+	}
+	b.log(fmt.Sprintf("building the sidecar image %s from %s", b.image, b.binary))
+	rootfs, err := tarOf([]tarEntry{
+		{Name: "bottleform", Mode: 0o755, Data: bin},
+		{Name: "etc/", Mode: 0o755},
+		{Name: "etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/:/sbin/nologin\nsidecar:x:65532:65532:sidecar:/:/sbin/nologin\n")},
+		{Name: "etc/group", Mode: 0o644, Data: []byte("root:x:0:\nsidecar:x:65532:\n")},
+		{Name: "tmp/", Mode: 0o1777},
+		{Name: "run/", Mode: 0o755},
+	})
+	if err != nil {
+		return fmt.Errorf("sidecar image: %w", err)
+	}
+	return importImage(ctx, b.c, rootfs, b.image, []string{
+		`ENTRYPOINT ["/bottleform"]`,
+		`CMD ["sidecar"]`,
+		`USER sidecar`,
+		"LABEL " + resource.LabelManagedBy + "=" + resource.ManagedBy,
+		"LABEL " + LabelBinarySHA256 + "=" + sum,
+	})
+}
+
+// importImage imports a root filesystem tar as the image tag, with
+// Dockerfile-style changes (ENTRYPOINT, CMD, USER, ENV, LABEL).
+func importImage(ctx context.Context, c Client, rootfs []byte, tag string, changes []string) error {
+	rc, err := c.ImageImport(ctx, image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"}, tag, image.ImportOptions{Changes: changes})
+	if err != nil {
+		return fmt.Errorf("import image %s: %w", tag, err)
+	}
+	defer rc.Close()
+	// The engine answers with a stream of JSON messages; a failure is one
+	// with an error field.
+	dec := json.NewDecoder(rc)
+	for {
+		var m struct {
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&m); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("import image %s: %w", tag, err)
+		}
+		if m.Error != "" {
+			return fmt.Errorf("import image %s: %s", tag, m.Error)
+		}
+	}
+}
+
+// checkStatic refuses a binary that is not a statically linked ELF
+// executable: the sidecar image has no libc and no dynamic loader.
+func checkStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("sidecar binary %s is not an ELF executable (%v): the sidecar image is built from a static Linux build of bottleform", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("sidecar binary %s is dynamically linked, but the sidecar image has no libc: build bottleform with CGO_ENABLED=0 (CGO_ENABLED=0 go build ./cmd/bottleform)", path)
+		}
+	}
+	return nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("sidecar binary: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("sidecar binary: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// tarEntry is one file, directory (Name ends in "/") or symlink (Link set)
+// of an in-memory tar.
+type tarEntry struct {
+	Name     string
+	Mode     int64
+	Data     []byte
+	Link     string
+	UID, GID int
+}
+
+// tarOf builds a tar from entries, in order.
+func tarOf(entries []tarEntry) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	for _, e := range entries {
+		h := &tar.Header{Name: e.Name, Mode: e.Mode, Uid: e.UID, Gid: e.GID, ModTime: now, Format: tar.FormatPAX}
+		switch {
+		case e.Link != "":
+			h.Typeflag, h.Linkname = tar.TypeSymlink, e.Link
+		case len(e.Name) > 0 && e.Name[len(e.Name)-1] == '/':
+			h.Typeflag = tar.TypeDir
+		default:
+			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.Data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if h.Typeflag == tar.TypeReg {
+			if _, err := tw.Write(e.Data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,367 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/google/uuid"
+
+	"github.com/bottleform/bottleform/applier"
+	"github.com/bottleform/bottleform/planner"
+	"github.com/bottleform/bottleform/resource"
+	"github.com/bottleform/bottleform/state"
+)
+
+// These tests run against the Docker engine on this machine. They never
+// pull, and every container they start talks only to containers and
+// networks they created, or to a listener of the test on this host.
+
+const testAgentImage = "bottleform-testagent:busybox"
+
+var (
+	cli          *client.Client
+	sidecarBin   string // a static bottleform binary
+	sidecarImage string // its SidecarTag("dev", ...)
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(os.Stderr, "backends/docker tests: "+format+"\n", args...)
+		return 1
+	}
+	var err error
+	cli, err = client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return fail("docker client: %v", err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, err = cli.Ping(ctx)
+	cancel()
+	if err != nil {
+		return fail("the Docker engine is unreachable, and these tests need it: %v", err)
+	}
+
+	tmp, err := os.MkdirTemp("", "bf-docker-test")
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer os.RemoveAll(tmp)
+	root, err := moduleRoot()
+	if err != nil {
+		return fail("%v", err)
+	}
+	// BOTTLEFORM_SIDECAR_BINARY, as for the CLI, names a static bottleform
+	// to use instead of building one.
+	sidecarBin = os.Getenv("BOTTLEFORM_SIDECAR_BINARY")
+	if sidecarBin == "" {
+		sidecarBin = filepath.Join(tmp, "bottleform")
+		build := exec.Command("go", "build", "-o", sidecarBin, "./cmd/bottleform")
+		build.Dir = root
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			return fail("build a static bottleform for the sidecar image: %v\n%s", err, out)
+		}
+	}
+	if out, _ := exec.Command(sidecarBin, "sidecar", "health", "--control-socket", filepath.Join(tmp, "none.sock")).CombinedOutput(); strings.Contains(string(out), "unknown command") {
+		return fail("%s has no `sidecar` command: register newSidecar(g) in cmd/bottleform/root.go", sidecarBin)
+	}
+	if sidecarImage, err = SidecarTag("dev", sidecarBin); err != nil {
+		return fail("%v", err)
+	}
+	if err := ensureTestAgentImage(context.Background()); err != nil {
+		return fail("%v", err)
+	}
+	code := m.Run()
+	// The sidecar image is specific to this build; leave no trace of it.
+	_, _ = cli.ImageRemove(context.Background(), sidecarImage, image.RemoveOptions{})
+	return code
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
+}
+
+// printenvScript stands in for coreutils' printenv, which Debian's
+// busybox lacks.
+const printenvScript = `#!/bin/sh
+[ $# -eq 0 ] && exec env
+rc=0
+for n in "$@"; do
+  if eval "[ -n \"\${$n+x}\" ]"; then eval "printf '%s\n' \"\$$n\""; else rc=1; fi
+done
+exit $rc
+`
+
+// ensureTestAgentImage imports the agent image the tests run: busybox as
+// /bin/busybox with the applets they use, a user agent (uid 1000, home
+// /home/agent), USER agent, CMD sleep infinity. Debian's busybox-static
+// is installed if /bin/busybox is missing. The image is labelled with a
+// digest of what it holds and rebuilt when that changes.
+func ensureTestAgentImage(ctx context.Context) error {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		out, err := exec.Command("apt-get", "install", "-y", "busybox-static").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("install busybox-static for the test agent image: %v\n%s", err, out)
+		}
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		return err
+	}
+	entries := []tarEntry{
+		{Name: "bin/", Mode: 0o755},
+		{Name: "bin/busybox", Mode: 0o755, Data: bb},
+		{Name: "bin/printenv", Mode: 0o755, Data: []byte(printenvScript)},
+		{Name: "etc/", Mode: 0o755},
+		{Name: "etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\n")},
+		{Name: "etc/group", Mode: 0o644, Data: []byte("root:x:0:\nagent:x:1000:\n")},
+		{Name: "home/", Mode: 0o755},
+		{Name: "home/agent/", Mode: 0o755, UID: 1000, GID: 1000},
+		{Name: "root/", Mode: 0o700},
+		{Name: "tmp/", Mode: 0o1777},
+	}
+	for _, applet := range []string{"sh", "sleep", "id", "cat", "ls", "wget", "nc", "mkdir", "rm", "stat", "httpd", "nslookup", "env", "echo", "printf", "timeout", "ip"} {
+		entries = append(entries, tarEntry{Name: "bin/" + applet, Link: "busybox"})
+	}
+	h := sha256.New()
+	for _, e := range entries {
+		fmt.Fprintf(h, "%s %o %s %d:%d %d\n", e.Name, e.Mode, e.Link, e.UID, e.GID, len(e.Data))
+		h.Write(e.Data)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	const label = "dev.bottleform.test-fixture"
+	if img, err := cli.ImageInspect(ctx, testAgentImage); err == nil && img.Config != nil && img.Config.Labels[label] == sum {
+		return nil
+	} else if err != nil && !cerrdefs.IsNotFound(err) {
+		return err
+	}
+	rootfs, err := tarOf(entries)
+	if err != nil {
+		return err
+	}
+	return importImage(ctx, cli, rootfs, testAgentImage, []string{
+		`ENV PATH=/bin`,
+		`USER agent`,
+		`CMD ["sleep", "infinity"]`,
+		"LABEL " + label + "=" + sum,
+	})
+}
+
+// newBackend returns a backend on the test engine, building the sidecar
+// from the test's static binary.
+func newBackend(t testing.TB, configDir string) *Backend {
+	t.Helper()
+	b, err := New(Options{Client: cli, SidecarBinary: sidecarBin, SidecarImage: sidecarImage, ConfigDir: configDir, Log: func(s string) { t.Log(s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// fixture is one bottle of one fresh lineage, with the state a run of
+// apply would keep, and secret values that are canaries.
+type fixture struct {
+	t       *testing.T
+	b       *Backend
+	lineage string
+	spec    *resource.Bottle
+	attrs   map[resource.Address]resource.Attrs
+	secrets applier.Secrets
+	st      *state.State
+	// canaries are the secret values; none may appear in a label.
+	canaries []string
+
+	mu       sync.Mutex
+	warnings []string
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newFixture prepares a bottle called name: a claude agent with a token,
+// a credentialed route whose secret is empty, an env entry granted a
+// secret, a git user, an external MCP server and supervise, a prompt, one
+// skill and resource limits. Cleanup deletes everything of its lineage
+// and fails if anything is left.
+func newFixture(t *testing.T, name string) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	skill := filepath.Join(dir, "skills", "code-review")
+	if err := os.MkdirAll(filepath.Join(skill, "refs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p, s := range map[string]string{"SKILL.md": "# Code review\nRead the diff.\n", "refs/style.md": "Be kind.\n"} {
+		if err := os.WriteFile(filepath.Join(skill, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &fixture{t: t, b: newBackend(t, dir), lineage: uuid.NewString()}
+	claude, canary := "canary-claude-"+randomHex(8), "canary-env-"+randomHex(8)
+	f.canaries = []string{claude, canary}
+	f.secrets = applier.Secrets{
+		{Secret: "claude"}: resource.NewSecret(claude),
+		{Secret: "github"}: resource.NewSecret(""),
+		{Secret: "canary"}: resource.NewSecret(canary),
+	}
+	f.spec, _ = planner.Effective(&resource.Bottle{
+		Name: name, Backend: resource.BackendDocker, Image: testAgentImage,
+		Agent: resource.AgentSpec{Provider: resource.ProviderClaude, AuthToken: resource.Ref{Secret: "claude"}},
+		Env: []resource.EnvVar{
+			{Name: "CANARY", Ref: resource.Ref{Secret: "canary"}},
+			{Name: "TZ", Literal: "UTC"},
+		},
+		Egress: []resource.Route{
+			{Host: "api.github.com", TLS: resource.TLSIntercept, Auth: &resource.RouteAuth{Scheme: "token", Token: resource.Ref{Secret: "github"}}},
+			{Host: "registry.npmjs.org", TLS: resource.TLSPassthrough},
+		},
+		GitUser:   &resource.GitUser{Name: "Review Bot", Email: "bot@example.dev"},
+		Supervise: true,
+		MCP:       []resource.MCP{{Name: "docs", URL: "https://mcp.example.dev/mcp"}},
+		Prompt:    "You review code.\nBe brief.\n",
+		Skills:    []resource.Skill{{Name: "code-review", Dir: "skills/code-review", Digest: "sha256:test"}},
+		Resources: resource.Resources{CPUs: 0.5, Memory: 128 << 20, MemoryText: "128MiB"},
+	})
+	f.attrs = map[resource.Address]resource.Attrs{}
+	for _, o := range planner.Objects(f.spec) {
+		f.attrs[o.Addr] = o.Attrs
+	}
+	f.st = &state.State{Lineage: f.lineage, Bottles: map[string]*state.Bottle{}}
+	t.Cleanup(f.destroy)
+	return f
+}
+
+func (f *fixture) addr(k resource.Kind, key string) resource.Address {
+	return resource.Address{Bottle: f.spec.Name, Kind: k, Key: key}
+}
+
+func (f *fixture) name(component string) string {
+	return resource.ObjectName(f.lineage, f.spec.Name, component)
+}
+
+// op is the step an apply would send for addr, with the state as it is.
+func (f *fixture) op(addr resource.Address) *applier.Op {
+	op := &applier.Op{
+		Addr: addr, Lineage: f.lineage, Bottle: f.spec, Attrs: f.attrs[addr], Secrets: f.secrets,
+		Prior: f.st.Lookup(addr),
+		Warn: func(msg string) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.warnings = append(f.warnings, msg)
+		},
+	}
+	if sb := f.st.Bottles[f.spec.Name]; sb != nil {
+		op.Resources = sb.Resources
+	}
+	return op
+}
+
+func (f *fixture) create(addr resource.Address) map[string]string {
+	f.t.Helper()
+	ids, err := f.b.Create(context.Background(), f.op(addr))
+	if err != nil {
+		f.t.Fatalf("%v", err)
+	}
+	f.st.Set(resource.BackendDocker, &state.Resource{Addr: addr, Attrs: f.attrs[addr], Digest: f.attrs[addr].Digest(), IDs: ids})
+	return ids
+}
+
+// up creates the network, the sidecar and the agent.
+func (f *fixture) up() {
+	f.t.Helper()
+	for _, k := range []resource.Kind{resource.KindNetwork, resource.KindSidecar, resource.KindAgent} {
+		f.create(f.addr(k, ""))
+	}
+}
+
+func (f *fixture) warned(substr string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.ContainsFunc(f.warnings, func(w string) bool { return strings.Contains(w, substr) })
+}
+
+// destroy deletes the bottle as a destroy would (agent, sidecar, network,
+// with no desired bottle), then fails if anything of the lineage is left.
+func (f *fixture) destroy() {
+	ctx := context.Background()
+	for _, k := range []resource.Kind{resource.KindAgent, resource.KindSidecar, resource.KindNetwork} {
+		op := f.op(f.addr(k, ""))
+		op.Bottle, op.Attrs = nil, nil
+		if err := f.b.Delete(ctx, op); err != nil {
+			f.t.Errorf("destroy: %v", err)
+		}
+	}
+	objs, err := f.b.Objects(ctx, f.lineage)
+	if err != nil {
+		f.t.Errorf("destroy: %v", err)
+	}
+	if len(objs) > 0 {
+		f.t.Errorf("destroy left %v", objs)
+		forceClean(f.lineage)
+	}
+}
+
+// forceClean removes whatever carries lineage's label, for a test that
+// failed half way.
+func forceClean(lineage string) {
+	ctx := context.Background()
+	f := filters.NewArgs(filters.Arg("label", resource.LabelLineage+"="+lineage))
+	cs, _ := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	for _, c := range cs {
+		_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+	}
+	ns, _ := cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	for _, n := range ns {
+		_ = cli.NetworkRemove(ctx, n.ID)
+	}
+}
+
+// execIn runs argv in a container and fails the test if it cannot run.
+func execIn(t *testing.T, b *Backend, ctr string, argv []string, stdin string) (string, string, int) {
+	t.Helper()
+	var in *bytes.Reader
+	if stdin != "" {
+		in = bytes.NewReader([]byte(stdin))
+	}
+	var out, errb []byte
+	var code int
+	var err error
+	if in != nil {
+		out, errb, code, err = b.exec(context.Background(), ctr, argv, "", in)
+	} else {
+		out, errb, code, err = b.exec(context.Background(), ctr, argv, "", nil)
+	}
+	if err != nil {
+		t.Fatalf("exec %q in %s: %v", argv, ctr, err)
+	}
+	return string(out), string(errb), code
+}

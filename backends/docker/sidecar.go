@@ -1,0 +1,181 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+
+	"github.com/bottleform/bottleform/applier"
+	"github.com/bottleform/bottleform/sidecar"
+)
+
+const (
+	// sidecarUser is the sidecar image's "sidecar" user; the control
+	// socket's tmpfs belongs to it.
+	sidecarUser = "65532:65532"
+	// controlDir is the tmpfs the control socket lives in.
+	controlDir = "/run/bottleform"
+	// healthTimeout bounds the wait for a new sidecar to answer.
+	healthTimeout = 30 * time.Second
+)
+
+// sidecarAliases are the sidecar's names on the internal network.
+var sidecarAliases = []string{"egress", "git-gate", "supervise"}
+
+var ctlArgv = []string{"/bottleform", "sidecar", "ctl"}
+
+// createSidecar (re)creates the sidecar container on both networks, waits
+// for it to be healthy and delivers the bottle's configuration to it.
+func (b *Backend) createSidecar(ctx context.Context, op *applier.Op) (map[string]string, error) {
+	if err := b.EnsureSidecarImage(ctx); err != nil {
+		return nil, err
+	}
+	name := objectName(op, compSidecar)
+	if err := b.clearName(ctx, op.Lineage, name); err != nil {
+		return nil, err
+	}
+	internal, egress := objectName(op, compInternal), objectName(op, compEgress)
+	cfg := &container.Config{
+		Image: b.image,
+		User:  sidecarUser,
+		// The image's entrypoint, spelled out: /bottleform sidecar.
+		Entrypoint: []string{"/bottleform"},
+		Cmd:        []string{"sidecar"},
+		Labels:     labels(op, compSidecar),
+		Healthcheck: &container.HealthConfig{
+			Test:     []string{"CMD", "/bottleform", "sidecar", "health"},
+			Interval: time.Second,
+			Timeout:  3 * time.Second,
+			Retries:  3,
+		},
+	}
+	host := &container.HostConfig{
+		NetworkMode:    container.NetworkMode(internal),
+		ReadonlyRootfs: true,
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		Tmpfs:          map[string]string{controlDir: "mode=0700,uid=65532,gid=65532"},
+	}
+	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+		internal: {Aliases: sidecarAliases},
+	}}
+	resp, err := b.c.ContainerCreate(ctx, cfg, host, nc, nil, name)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", name, err)
+	}
+	for _, w := range resp.Warnings {
+		warn(op, "docker: %s", w)
+	}
+	if err := b.c.NetworkConnect(ctx, egress, resp.ID, &network.EndpointSettings{}); err != nil {
+		return nil, fmt.Errorf("connect %s to %s: %w", name, egress, err)
+	}
+	if err := b.c.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	if err := b.waitHealthy(ctx, resp.ID); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := b.deliver(ctx, op, false); err != nil {
+		return nil, err
+	}
+	return map[string]string{"container": resp.ID}, nil
+}
+
+// waitHealthy waits, at most healthTimeout, for the container's health
+// check to pass, and fails early if it exits.
+func (b *Backend) waitHealthy(ctx context.Context, id string) error {
+	deadline := time.Now().Add(healthTimeout)
+	for {
+		c, err := b.c.ContainerInspect(ctx, id)
+		if err != nil {
+			return err
+		}
+		st := c.State
+		if st.Health != nil && st.Health.Status == container.Healthy {
+			return nil
+		}
+		if !st.Running {
+			return fmt.Errorf("the sidecar exited (status %d) before it became healthy; its last log lines:\n%s", st.ExitCode, b.logTail(ctx, id, 20))
+		}
+		if time.Now().After(deadline) {
+			health := "none"
+			if st.Health != nil {
+				health = string(st.Health.Status)
+				if n := len(st.Health.Log); n > 0 {
+					health += ", last check: " + strings.TrimSpace(st.Health.Log[n-1].Output)
+				}
+			}
+			return fmt.Errorf("the sidecar was not healthy after %s (health: %s); its last log lines:\n%s", healthTimeout, health, b.logTail(ctx, id, 20))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// deliver sends the whole configuration of op.Bottle, with the values of
+// its slots, to the running sidecar's control socket through `docker exec
+// -i ... bottleform sidecar ctl`: the values travel on the exec's stdin
+// only. With op.Bottle nil (a destroy) there is nothing to deliver. When
+// deleting, a sidecar that is gone or stopped has nothing to forget.
+func (b *Backend) deliver(ctx context.Context, op *applier.Op, deleting bool) error {
+	if op.Bottle == nil {
+		return nil
+	}
+	d, err := delivery(op)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(sidecar.Request{Op: sidecar.OpLoad, Delivery: &d})
+	if err != nil {
+		return fmt.Errorf("encode the sidecar's configuration: %w", err)
+	}
+	name := objectName(op, compSidecar)
+	stdout, stderr, code, err := b.exec(ctx, name, ctlArgv, "", bytes.NewReader(body))
+	clear(body)
+	if err != nil {
+		if deleting && (cerrdefs.IsNotFound(err) || cerrdefs.IsConflict(err)) {
+			return nil
+		}
+		return fmt.Errorf("deliver the configuration to %s: %w", name, err)
+	}
+	var rep sidecar.Reply
+	if jerr := json.Unmarshal(bytes.TrimSpace(stdout), &rep); jerr != nil || !rep.OK || code != 0 {
+		reason := rep.Error
+		if reason == "" {
+			reason = strings.TrimSpace(string(stderr) + " " + string(stdout))
+		}
+		return fmt.Errorf("%s refused its configuration (exit %d): %s", name, code, reason)
+	}
+	return nil
+}
+
+// delivery builds what the sidecar gets: the configuration of op.Bottle
+// and, for each credentialed route, its slot's value from op.Secrets. A
+// reference that was not resolved fails the step, naming the reference.
+func delivery(op *applier.Op) (sidecar.Delivery, error) {
+	d := sidecar.Delivery{Config: sidecar.FromBottle(op.Bottle), Slots: map[string]string{}}
+	for _, r := range op.Bottle.Egress {
+		if r.Auth == nil || r.Slot == "" {
+			continue
+		}
+		v, ok := op.Secrets.Value(r.Auth.Token)
+		if !ok {
+			return d, fmt.Errorf("the value of %s, the credential of egress route %s, was not resolved; nothing was delivered to the sidecar", r.Auth.Token, r.Host)
+		}
+		if v.Empty() {
+			warn(op, "%s is empty: the sidecar will refuse %s until it has a value", r.Auth.Token, r.Host)
+		}
+		d.Slots[r.Slot] = v.Reveal()
+	}
+	return d, nil
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/bottleform/bottleform/state"
+)
+
+func newStatus(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show each bottle's objects, their health and any drift",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := state.Open(g.dir()).Load()
+			if err != nil {
+				return err
+			}
+			if s == nil || len(s.Bottles) == 0 {
+				fmt.Fprintln(g.stdout, "No bottles: the state is empty. Run `bottleform apply` to bring them up.")
+				return nil
+			}
+			bs := newBackendSet(g)
+			defer bs.Close()
+			d, err := bs.dockerBackend()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			objs, err := d.Status(ctx, s)
+			if err != nil {
+				return err
+			}
+			observed, err := bs.Observe(ctx, s)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ADDRESS\tOBJECT\tSTATE\tHEALTH\tDRIFT")
+			for _, o := range objs {
+				drift := "-"
+				if ob, ok := observed[o.Addr]; ok && ob.Reason != "" {
+					drift = ob.Reason
+				}
+				health := o.Health
+				if health == "" {
+					health = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%s\n", o.Addr, o.Type, o.Name, o.State, health, drift)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			n := 0
+			for _, ob := range observed {
+				if ob.Reason != "" {
+					n++
+				}
+			}
+			if n > 0 {
+				fmt.Fprintf(g.stdout, "\n%d object(s) drifted; `bottleform plan` shows the repair and `bottleform apply` makes it.\n", n)
+			}
+			return nil
+		},
+	}
+}
+
+func newAttach(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "attach BOTTLE [-- CMD...]",
+		Short: "Run a command (by default a shell) in a bottle's agent",
+		Long: `attach runs CMD, or a login shell, in the bottle's agent container as the agent
+user, with the provider's env (placeholders and flags) loaded. It uses a
+terminal when stdin is one. Its exit status is the command's.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			s, err := state.Open(g.dir()).Load()
+			if err != nil {
+				return err
+			}
+			if s == nil || s.Bottles[name] == nil {
+				known := []string{}
+				if s != nil {
+					for n := range s.Bottles {
+						known = append(known, n)
+					}
+				}
+				sort.Strings(known)
+				return fmt.Errorf("no bottle %q in the state (bottles: %v); run `bottleform apply` first", name, known)
+			}
+			argv := []string{"/bin/sh", "-c", `. "$HOME/.bottleform/env" 2>/dev/null; if [ $# -eq 0 ]; then exec "${SHELL:-/bin/sh}" -l; fi; exec "$@"`, "sh"}
+			argv = append(argv, args[1:]...)
+			bs := newBackendSet(g)
+			defer bs.Close()
+			d, err := bs.dockerBackend()
+			if err != nil {
+				return err
+			}
+			tty := false
+			var restore func()
+			if in, ok := g.stdin.(*os.File); ok && term.IsTerminal(int(in.Fd())) {
+				tty = true
+				if old, err := term.MakeRaw(int(in.Fd())); err == nil {
+					restore = func() { term.Restore(int(in.Fd()), old) }
+				}
+			}
+			code, err := d.Attach(context.WithoutCancel(cmd.Context()), s.Lineage, name, argv, tty, g.stdin, g.stdout, g.stderr)
+			if restore != nil {
+				restore()
+			}
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return silent(code)
+			}
+			return nil
+		},
+	}
+}

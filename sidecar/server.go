@@ -1,0 +1,265 @@
+package sidecar
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bottleform/bottleform/resource"
+)
+
+// DefaultEgressAddr is where the egress gateway listens; the agent's proxy
+// variables point at http://egress:9099.
+const DefaultEgressAddr = ":9099"
+
+// Options configure Run. Zero values take the defaults.
+type Options struct {
+	// ControlSocket is the control socket's path (DefaultControlSocket).
+	// Its directory is created with mode 0700 if missing.
+	ControlSocket string
+	// EgressAddr is the egress listener's address (DefaultEgressAddr).
+	EgressAddr string
+	// Log receives one JSON line per event (os.Stderr). No slot value is
+	// ever written to it.
+	Log io.Writer
+	// Ready, if set, is called once both listeners are up with the egress
+	// listener's address (tests listen on port 0 and learn it here).
+	Ready func(egress net.Addr)
+}
+
+// loaded is one configuration in force with its slot values. It is
+// replaced whole by a load and never changed in place.
+type loaded struct {
+	config Config
+	digest string
+	slots  map[string]resource.Secret
+}
+
+// missing returns the credential slots that have no value.
+func (l *loaded) missing() []string {
+	out := []string{}
+	for _, s := range l.config.CredentialSlots() {
+		if v, ok := l.slots[s]; !ok || v.Empty() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+type server struct {
+	log *slog.Logger
+	cur atomic.Pointer[loaded]
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+// Run is `bottleform sidecar`: it serves the control socket and the egress
+// listener until ctx is done, then closes both and returns nil. Until a
+// configuration is loaded, and for now after too, the egress listener
+// refuses every request with a 403 that says what was refused and why.
+func Run(ctx context.Context, o Options) error {
+	if o.ControlSocket == "" {
+		o.ControlSocket = DefaultControlSocket
+	}
+	if o.EgressAddr == "" {
+		o.EgressAddr = DefaultEgressAddr
+	}
+	if o.Log == nil {
+		o.Log = os.Stderr
+	}
+	s := &server{log: slog.New(slog.NewJSONHandler(o.Log, nil)), conns: map[net.Conn]bool{}}
+
+	ctl, err := listenControl(o.ControlSocket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(o.ControlSocket)
+	defer ctl.Close()
+	eg, err := net.Listen("tcp", o.EgressAddr)
+	if err != nil {
+		return fmt.Errorf("egress listener: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           http.HandlerFunc(s.deny),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- s.serveControl(ctl) }()
+	go func() { errc <- hs.Serve(eg) }()
+	s.log.Info("sidecar started", "control_socket", o.ControlSocket, "egress", eg.Addr().String())
+	if o.Ready != nil {
+		o.Ready(eg.Addr())
+	}
+
+	var failed error
+	select {
+	case <-ctx.Done():
+		s.log.Info("sidecar stopping", "reason", context.Cause(ctx).Error())
+	case failed = <-errc:
+		s.log.Error("sidecar listener failed", "error", failed.Error())
+	}
+	ctl.Close()
+	s.closeConns()
+	shutdown, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := hs.Shutdown(shutdown); err != nil {
+		hs.Close()
+	}
+	return failed
+}
+
+// listenControl listens on the unix socket at path, in a 0700 directory,
+// with mode 0600. A stale socket from an earlier run is replaced; any other
+// file at path is an error.
+func listenControl(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("control socket: %s exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return ln, nil
+}
+
+func (s *server) serveControl(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("control socket: %w", err)
+		}
+		s.mu.Lock()
+		s.conns[c] = true
+		s.mu.Unlock()
+		go s.serveConn(c)
+	}
+}
+
+func (s *server) closeConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+// serveConn answers requests on one connection, one reply line per
+// request line, until the peer closes it or stays idle for 30 seconds.
+func (s *server) serveConn(c net.Conn) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.Close()
+	}()
+	sc := bufio.NewScanner(c)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	enc := json.NewEncoder(c)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if !sc.Scan() {
+			if errors.Is(sc.Err(), bufio.ErrTooLong) {
+				s.log.Warn("control request rejected", "reason", "request too long")
+				_ = enc.Encode(s.refuse(fmt.Sprintf("request longer than %d bytes", maxLine)))
+			}
+			return
+		}
+		if err := enc.Encode(s.handle(sc.Bytes())); err != nil {
+			return
+		}
+	}
+}
+
+// handle answers one request line. Nothing derived from the line's raw
+// bytes is logged or echoed: it may carry slot values.
+func (s *server) handle(line []byte) *Reply {
+	var req Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		s.log.Warn("control request rejected", "reason", "malformed JSON")
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return s.refuse(fmt.Sprintf("malformed JSON at byte %d: want one JSON object per line", se.Offset))
+		}
+		return s.refuse("malformed request: want {\"op\": \"ping\" | \"load\" | \"status\", ...}")
+	}
+	switch req.Op {
+	case OpPing:
+		return s.reply(nil)
+	case OpStatus:
+		rep := s.reply(nil)
+		st := &Status{MissingSlots: []string{}}
+		if l := s.cur.Load(); l != nil {
+			st.Bottle, st.Routes, st.Repos = l.config.Bottle, len(l.config.Routes), len(l.config.Repos)
+			st.MissingSlots = l.missing()
+		}
+		st.SlotsComplete = rep.Configured && len(st.MissingSlots) == 0
+		rep.Status = st
+		return rep
+	case OpLoad:
+		return s.load(req.Delivery)
+	}
+	s.log.Warn("control request rejected", "reason", "unknown op")
+	return s.refuse("unknown op: want ping, load or status")
+}
+
+func (s *server) load(d *Delivery) *Reply {
+	if d == nil {
+		s.log.Warn("configuration rejected", "reason", "no delivery")
+		return s.refuse("load needs a delivery")
+	}
+	if err := d.Validate(); err != nil {
+		s.log.Warn("configuration rejected", "reason", err.Error())
+		return s.refuse("invalid delivery: " + err.Error())
+	}
+	l := &loaded{config: d.Config, digest: d.Config.Digest(), slots: make(map[string]resource.Secret, len(d.Slots))}
+	for k, v := range d.Slots {
+		l.slots[k] = resource.NewSecret(v)
+	}
+	s.cur.Store(l)
+	s.log.Info("configuration loaded", "bottle", l.config.Bottle, "config_digest", l.digest,
+		"routes", len(l.config.Routes), "repos", len(l.config.Repos), "missing_slots", l.missing())
+	return s.reply(nil)
+}
+
+func (s *server) reply(err error) *Reply {
+	rep := &Reply{OK: err == nil}
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	if l := s.cur.Load(); l != nil {
+		rep.Configured, rep.ConfigDigest = true, l.digest
+	}
+	return rep
+}
+
+func (s *server) refuse(msg string) *Reply { return s.reply(errors.New(msg)) }

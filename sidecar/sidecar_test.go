@@ -1,0 +1,427 @@
+package sidecar
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bottleform/bottleform/resource"
+)
+
+// canary is a slot value: it must never appear in a log line or a reply.
+const canary = "canary-7f3a9c1e-do-not-log"
+
+// syncBuffer is a log sink tests can read while the sidecar writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type running struct {
+	socket string
+	egress string
+	log    *syncBuffer
+	stop   func() error
+}
+
+// start runs the sidecar on a socket in a temporary directory and an
+// egress listener on a loopback port.
+func start(t *testing.T) *running {
+	t.Helper()
+	// Unix socket paths are short (108 bytes): t.TempDir can be too long.
+	dir, err := os.MkdirTemp("", "bfsc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	r := &running{socket: filepath.Join(dir, "run", "control.sock"), log: &syncBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{ControlSocket: r.socket, EgressAddr: "127.0.0.1:0", Log: r.log, Ready: func(a net.Addr) { ready <- a }})
+	}()
+	select {
+	case a := <-ready:
+		r.egress = a.String()
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		cancel()
+		t.Fatal("sidecar did not start")
+	}
+	var once sync.Once
+	var stopErr error
+	r.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(2 * time.Second):
+				stopErr = errors.New("Run did not return within 2s of cancel")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { _ = r.stop() })
+	return r
+}
+
+func (r *running) call(t *testing.T, req string) *Reply {
+	t.Helper()
+	rep, err := Call(context.Background(), r.socket, []byte(req))
+	if err != nil {
+		t.Fatalf("call %s: %v", req, err)
+	}
+	return rep
+}
+
+func delivery(slots map[string]string) Delivery {
+	return Delivery{
+		Config: Config{
+			Bottle: "reviewer",
+			Routes: []Route{
+				{Host: "api.anthropic.com", TLS: resource.TLSIntercept, AuthScheme: "Bearer", TokenSlot: "EGRESS_TOKEN_0"},
+				{Host: "api.github.com", TLS: resource.TLSIntercept, AuthScheme: "token", TokenSlot: "EGRESS_TOKEN_1"},
+				{Host: "registry.npmjs.org", TLS: resource.TLSPassthrough},
+			},
+			Repos: []Repo{{Name: "app", User: "git", Host: "gitea.example", Port: 22, Path: "/acme/app.git", KeySlot: "GIT_KEY_app"}},
+		},
+		Slots: slots,
+	}
+}
+
+func loadReq(t *testing.T, d Delivery) string {
+	t.Helper()
+	b, err := json.Marshal(Request{Op: OpLoad, Delivery: &d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestControlProtocol(t *testing.T) {
+	r := start(t)
+
+	st, err := os.Stat(r.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode = %v, want 0600", st.Mode().Perm())
+	}
+	if st, err := os.Stat(filepath.Dir(r.socket)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("socket directory: %v, %v; want mode 0700", st.Mode().Perm(), err)
+	}
+
+	rep := r.call(t, `{"op":"ping"}`)
+	if !rep.OK || rep.Configured || rep.ConfigDigest != "" || rep.Status != nil {
+		t.Errorf("ping before load = %+v, want ok, not configured, no status", rep)
+	}
+	rep = r.call(t, `{"op":"status"}`)
+	if !rep.OK || rep.Configured || rep.Status == nil || rep.SlotsComplete || len(rep.MissingSlots) != 0 {
+		t.Errorf("status before load = %+v", rep)
+	}
+
+	// A delivery whose second credential slot has no value is taken, and
+	// the slot is reported missing by name.
+	d := delivery(map[string]string{"EGRESS_TOKEN_0": canary, "EGRESS_TOKEN_1": ""})
+	rep = r.call(t, loadReq(t, d))
+	if !rep.OK || !rep.Configured || rep.ConfigDigest != d.Config.Digest() {
+		t.Fatalf("load = %+v, want ok and configured with digest %s", rep, d.Config.Digest())
+	}
+	rep = r.call(t, `{"op":"ping"}`)
+	if !rep.OK || !rep.Configured || rep.ConfigDigest != d.Config.Digest() {
+		t.Errorf("ping after load = %+v", rep)
+	}
+	rep = r.call(t, `{"op":"status"}`)
+	if rep.Status == nil || rep.Bottle != "reviewer" || rep.Routes != 3 || rep.Repos != 1 {
+		t.Fatalf("status after load = %+v", rep)
+	}
+	if rep.SlotsComplete || !slices.Equal(rep.MissingSlots, []string{"EGRESS_TOKEN_1"}) {
+		t.Errorf("status: slots_complete %v, missing %q; want false, [EGRESS_TOKEN_1]", rep.SlotsComplete, rep.MissingSlots)
+	}
+
+	// Filling the slot completes it; a slot left out of the map entirely is
+	// missing too.
+	rep = r.call(t, loadReq(t, delivery(map[string]string{"EGRESS_TOKEN_0": canary, "EGRESS_TOKEN_1": canary + "-2"})))
+	if !rep.OK {
+		t.Fatalf("second load: %+v", rep)
+	}
+	if rep = r.call(t, `{"op":"status"}`); !rep.SlotsComplete || len(rep.MissingSlots) != 0 {
+		t.Errorf("status with every slot = %+v", rep.Status)
+	}
+	rep = r.call(t, loadReq(t, delivery(map[string]string{"EGRESS_TOKEN_1": canary})))
+	if rep = r.call(t, `{"op":"status"}`); !slices.Equal(rep.MissingSlots, []string{"EGRESS_TOKEN_0"}) {
+		t.Errorf("status with a slot left out = %+v", rep.Status)
+	}
+
+	// Several requests on one connection get one reply line each.
+	conn, err := net.Dial("unix", r.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "{\"op\":\"ping\"}\n{\"op\":\"status\"}\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	for i, want := range []bool{false, true} {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		var rep Reply
+		if err := json.Unmarshal(line, &rep); err != nil || !rep.OK || (rep.Status != nil) != want {
+			t.Errorf("reply %d = %s (%v)", i, line, err)
+		}
+	}
+	if err := r.stop(); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+	if _, err := os.Stat(r.socket); !os.IsNotExist(err) {
+		t.Errorf("socket left behind after stop: %v", err)
+	}
+}
+
+func TestControlRefusals(t *testing.T) {
+	r := start(t)
+	good := delivery(map[string]string{"EGRESS_TOKEN_0": canary})
+	if rep := r.call(t, loadReq(t, good)); !rep.OK {
+		t.Fatalf("load: %+v", rep)
+	}
+	digest := good.Config.Digest()
+
+	tests := []struct {
+		name, req, want string
+	}{
+		{"bad JSON", `{"op": "load", "delivery": {"slots": {"EGRESS_TOKEN_0": "` + canary + `"`, "malformed JSON"},
+		{"not an object", `["ping"]`, "malformed request"},
+		{"unknown op", `{"op":"` + canary + `"}`, "unknown op"},
+		{"load without delivery", `{"op":"load"}`, "needs a delivery"},
+		{"no bottle", loadReq(t, Delivery{Config: Config{Routes: []Route{}}}), "bottle is empty"},
+		{"duplicate host", loadReq(t, Delivery{Config: Config{Bottle: "b", Routes: []Route{
+			{Host: "a.example", TLS: "intercept"}, {Host: "a.example", TLS: "intercept"}}}}), "more than one route"},
+		{"bad tls", loadReq(t, Delivery{Config: Config{Bottle: "b", Routes: []Route{{Host: "a.example", TLS: "open"}}}}), "tls"},
+		{"scheme without slot", loadReq(t, Delivery{Config: Config{Bottle: "b", Routes: []Route{
+			{Host: "a.example", TLS: "intercept", AuthScheme: "Bearer"}}}}), "set together"},
+		{"credential on passthrough", loadReq(t, Delivery{Config: Config{Bottle: "b", Routes: []Route{
+			{Host: "a.example", TLS: "passthrough", AuthScheme: "Bearer", TokenSlot: "EGRESS_TOKEN_0"}}}}), "intercepted"},
+		{"unknown slot", loadReq(t, delivery(map[string]string{"EGRESS_TOKEN_9": canary})), "slot EGRESS_TOKEN_9 is not named"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := r.call(t, tt.req)
+			if rep.OK || !strings.Contains(rep.Error, tt.want) {
+				t.Errorf("reply = %+v, want not ok with %q", rep, tt.want)
+			}
+			if strings.Contains(rep.Error, canary) {
+				t.Errorf("the reply echoes a slot value: %s", rep.Error)
+			}
+			// A refused load leaves the configuration in force alone.
+			if !rep.Configured || rep.ConfigDigest != digest {
+				t.Errorf("after a refusal: configured %v, digest %s; want the earlier %s", rep.Configured, rep.ConfigDigest, digest)
+			}
+		})
+	}
+
+	// A line longer than the limit is refused, and the sidecar still answers.
+	conn, err := net.Dial("unix", r.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, _ = conn.Write(bytes.Repeat([]byte("x"), maxLine+10))
+	}()
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	conn.Close()
+	if err != nil || !strings.Contains(string(line), "longer than") {
+		t.Errorf("overlong request: %q, %v", line, err)
+	}
+	if rep := r.call(t, `{"op":"ping"}`); !rep.OK {
+		t.Errorf("ping after an overlong request: %+v", rep)
+	}
+
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	logs := r.log.String()
+	if strings.Contains(logs, canary) {
+		t.Errorf("a slot value reached the log:\n%s", logs)
+	}
+	for _, want := range []string{`"msg":"configuration loaded"`, `"msg":"control request rejected"`, `"msg":"configuration rejected"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
+	// One JSON object per line.
+	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if !json.Valid([]byte(l)) {
+			t.Errorf("log line is not JSON: %s", l)
+		}
+	}
+}
+
+func TestCtlAndHealth(t *testing.T) {
+	r := start(t)
+	if err := Health(context.Background(), r.socket); err != nil {
+		t.Fatalf("Health of a running sidecar: %v", err)
+	}
+	if err := Health(context.Background(), filepath.Join(t.TempDir(), "nothing.sock")); err == nil {
+		t.Error("Health of a socket nobody listens on: nil, want an error")
+	}
+
+	// ctl takes any JSON layout on stdin and prints the reply on one line.
+	d := delivery(map[string]string{"EGRESS_TOKEN_0": canary, "EGRESS_TOKEN_1": canary})
+	pretty, _ := json.MarshalIndent(Request{Op: OpLoad, Delivery: &d}, "", "  ")
+	var out bytes.Buffer
+	if err := Ctl(context.Background(), r.socket, bytes.NewReader(pretty), &out); err != nil {
+		t.Fatalf("ctl load: %v", err)
+	}
+	if strings.Count(out.String(), "\n") != 1 || !strings.Contains(out.String(), `"ok":true`) {
+		t.Errorf("ctl printed %q", out.String())
+	}
+	if strings.Contains(out.String(), canary) {
+		t.Errorf("ctl printed a slot value: %s", out.String())
+	}
+
+	out.Reset()
+	err := Ctl(context.Background(), r.socket, strings.NewReader(`{"op":"load"}`), &out)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(out.String(), `"ok":false`) {
+		t.Errorf("ctl of a refused request: %v, printed %q; want ErrRefused and the reply", err, out.String())
+	}
+	out.Reset()
+	err = Ctl(context.Background(), r.socket, strings.NewReader(`{"op": "load", "x": "`+canary), &out)
+	if err == nil || strings.Contains(err.Error(), canary) || out.Len() != 0 {
+		t.Errorf("ctl of broken JSON: %v, printed %q; want an error naming no input", err, out.String())
+	}
+}
+
+func TestEgressDenies(t *testing.T) {
+	r := start(t)
+	proxy := &url.URL{Scheme: "http", Host: r.egress}
+
+	get := func(target string) (int, string) {
+		t.Helper()
+		// The proxy is on loopback; nothing is sent beyond it.
+		c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}, Timeout: 5 * time.Second}
+		resp, err := c.Get(target)
+		if err != nil {
+			t.Fatalf("GET %s through the proxy: %v", target, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	connect := func(authority string) (int, string) {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", r.egress, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "CONNECT "+authority+" HTTP/1.1\r\nHost: "+authority+"\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodConnect})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+
+	code, body := get("http://example.com/x?token=" + canary)
+	if code != http.StatusForbidden || !strings.Contains(body, "example.com is refused") || !strings.Contains(body, "has not received its configuration") {
+		t.Errorf("absolute-form before load: %d %q", code, body)
+	}
+
+	if rep := r.call(t, loadReq(t, delivery(map[string]string{"EGRESS_TOKEN_0": canary}))); !rep.OK {
+		t.Fatalf("load: %+v", rep)
+	}
+	code, body = get("http://Example.COM./path?token=" + canary)
+	want := "bottleform egress: example.com is not granted to bottle reviewer; ask for it with the supervise tool propose_egress\n"
+	if code != http.StatusForbidden || body != want {
+		t.Errorf("absolute-form = %d %q, want 403 %q", code, body, want)
+	}
+	code, body = connect("evil.example:443")
+	if code != http.StatusForbidden || !strings.Contains(body, "evil.example is not granted to bottle reviewer") {
+		t.Errorf("CONNECT = %d %q", code, body)
+	}
+	code, body = connect("api.github.com:443")
+	if code != http.StatusForbidden || !strings.Contains(body, "api.github.com is granted to bottle reviewer, but") {
+		t.Errorf("CONNECT to a granted host = %d %q", code, body)
+	}
+
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	logs := r.log.String()
+	if strings.Contains(logs, canary) || strings.Contains(logs, "/path") {
+		t.Errorf("the log holds a slot value or a request path:\n%s", logs)
+	}
+	if n := strings.Count(logs, `"msg":"egress denied"`); n != 4 {
+		t.Errorf("%d egress denied lines, want 4:\n%s", n, logs)
+	}
+}
+
+func TestStopIsPrompt(t *testing.T) {
+	r := start(t)
+	// An idle open connection must not hold the shutdown up.
+	conn, err := net.Dial("unix", r.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	eg, err := net.Dial("tcp", r.egress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eg.Close()
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Dial("tcp", r.egress); err == nil {
+		t.Error("the egress listener still accepts after stop")
+	}
+}
+
+func TestRunRefusesANonSocket(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "control.sock")
+	if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Run(context.Background(), Options{ControlSocket: p, EgressAddr: "127.0.0.1:0", Log: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("Run = %v, want a refusal to replace a regular file", err)
+	}
+}
