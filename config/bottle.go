@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io/fs"
@@ -43,6 +44,8 @@ type bottleDecl struct {
 	mcp            map[string]resource.MCP
 	prompt         *string
 	promptFile     string
+	upstreamCA     *string
+	upstreamCAFile string
 	skills         []resource.Skill
 	skillsSet      bool
 	cpus           *float64
@@ -104,6 +107,9 @@ func (d *decoder) bottle(b *hcl.Block) *bottleDecl {
 	}
 	if a, ok := attrs["prompt"]; ok {
 		d.prompt(bd, a)
+	}
+	if a, ok := attrs["upstream_ca"]; ok {
+		d.upstreamCA(bd, a)
 	}
 	if a, ok := attrs["skills"]; ok {
 		bd.skills, bd.skillsSet = d.skills(a), true
@@ -270,24 +276,49 @@ func convertString(v cty.Value) (string, error) {
 }
 
 func (d *decoder) prompt(bd *bottleDecl, a *hcl.Attribute) {
-	call, ok := a.Expr.(*hclsyntax.FunctionCallExpr)
+	text, file, ok := d.textOrFile(a, "prompt", "prompts/reviewer.md")
+	if ok {
+		bd.prompt, bd.promptFile = &text, file
+	}
+}
+
+// upstreamCA reads the PEM certificates the gateway trusts upstream.
+func (d *decoder) upstreamCA(bd *bottleDecl, a *hcl.Attribute) {
+	text, file, ok := d.textOrFile(a, "upstream_ca", "certs/internal-ca.pem")
 	if !ok {
-		if s, ok := d.str(a); ok {
-			bd.prompt = &s
-		}
 		return
 	}
-	if call.Name != "file" || len(call.Args) != 1 {
-		d.errorf(a.Expr.Range(), "Invalid prompt", "prompt takes a string or file(\"PATH\") with the path of a file relative to the definition, as in file(\"prompts/reviewer.md\").")
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(text)) {
+		d.errorf(a.Expr.Range(), "Invalid upstream_ca", "upstream_ca must hold one or more PEM certificates (-----BEGIN CERTIFICATE-----), such as your company's root CA.")
 		return
+	}
+	if strings.Contains(text, "PRIVATE KEY") {
+		d.errorf(a.Expr.Range(), "Private key in upstream_ca", "upstream_ca holds a private key. The gateway needs only the CA certificate; remove the key from the file, and treat it as leaked if it was committed.")
+		return
+	}
+	bd.upstreamCA, bd.upstreamCAFile = &text, file
+}
+
+// textOrFile evaluates an attribute that takes a string or file("PATH"),
+// returning the text and, for file(), the path as written.
+func (d *decoder) textOrFile(a *hcl.Attribute, name, example string) (text, file string, ok bool) {
+	call, isCall := a.Expr.(*hclsyntax.FunctionCallExpr)
+	if !isCall {
+		s, ok := d.str(a)
+		return s, "", ok
+	}
+	if call.Name != "file" || len(call.Args) != 1 {
+		d.errorf(a.Expr.Range(), "Invalid "+name, "%s takes a string or file(\"PATH\") with the path of a file relative to the definition, as in file(%q).", name, example)
+		return "", "", false
 	}
 	v, diags := call.Args[0].Value(nil)
 	if !d.add(diags) {
-		return
+		return "", "", false
 	}
 	if v.Type() != cty.String || v.IsNull() {
-		d.errorf(call.Args[0].Range(), "Invalid argument", "file takes a path as a string, as in file(\"prompts/reviewer.md\").")
-		return
+		d.errorf(call.Args[0].Range(), "Invalid argument", "file takes a path as a string, as in file(%q).", example)
+		return "", "", false
 	}
 	p := v.AsString()
 	full := filepath.Join(filepath.Dir(a.Expr.Range().Filename), p)
@@ -296,11 +327,10 @@ func (d *decoder) prompt(bd *bottleDecl, a *hcl.Attribute) {
 	}
 	b, err := readPrompt(full)
 	if err != nil {
-		d.errorf(call.Args[0].Range(), "Cannot read prompt file", "%s. The path is relative to the file that names it; fix the path or create the file.", err)
-		return
+		d.errorf(call.Args[0].Range(), "Cannot read "+name+" file", "%s. The path is relative to the file that names it; fix the path or create the file.", err)
+		return "", "", false
 	}
-	s := string(b)
-	bd.prompt, bd.promptFile = &s, p
+	return string(b), p, true
 }
 
 func (d *decoder) skills(a *hcl.Attribute) []resource.Skill {
@@ -427,6 +457,11 @@ func (d *decoder) egress(b *hcl.Block) (resource.Route, bool) {
 			}
 			r.TLS = s
 		} else {
+			ok = false
+		}
+	}
+	if a, has := content.Attributes["allow_private_ip"]; has {
+		if !d.value(a, cty.Bool, &r.AllowPrivate) {
 			ok = false
 		}
 	}
@@ -785,7 +820,8 @@ func parseUpstream(s string) (upstream, string) {
 	return up, ""
 }
 
-// maxPrompt bounds a prompt file: a system prompt, not a data set.
+// maxPrompt bounds a file read into the configuration (a prompt, CA
+// certificates): text, not a data set.
 const maxPrompt = 1 << 20
 
 // readPrompt reads a regular file of at most maxPrompt bytes, so a path to

@@ -363,6 +363,18 @@ bottle "a" {
     G = secret.g
   }
 }`, "Secret not set", "Export it"},
+		{"upstream_ca not PEM", `
+bottle "a" {
+  image = "x"
+  upstream_ca = "not a certificate" # HERE
+}`, "Invalid upstream_ca", "PEM certificates"},
+		{"allow_private_ip not a bool", `
+bottle "a" {
+  image = "x"
+  egress "git.internal" {
+    allow_private_ip = "yes please" # HERE
+  }
+}`, "Wrong type", "bool"},
 		{"missing key file", `
 bottle "a" {
   image = "x"

@@ -29,7 +29,7 @@ var secretSchema = &hcl.BodySchema{
 var bottleSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "extends"}, {Name: "abstract"}, {Name: "backend"}, {Name: "image"},
-		{Name: "env"}, {Name: "supervise"}, {Name: "prompt"}, {Name: "skills"},
+		{Name: "env"}, {Name: "supervise"}, {Name: "prompt"}, {Name: "skills"}, {Name: "upstream_ca"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "agent", LabelNames: []string{"provider"}},
@@ -46,7 +46,7 @@ var agentSchema = &hcl.BodySchema{
 }
 
 var egressSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "paths"}, {Name: "tls"}, {Name: "role"}},
+	Attributes: []hcl.AttributeSchema{{Name: "paths"}, {Name: "tls"}, {Name: "role"}, {Name: "allow_private_ip"}},
 	Blocks:     []hcl.BlockHeaderSchema{{Type: "auth"}},
 }
 

@@ -10,7 +10,8 @@ import (
 // merge resolves `extends` and returns the bottles to run.
 //
 // Merge rules, parent first, then the child on top:
-//   - backend, image, supervise, prompt: the child's value wins when set;
+//   - backend, image, supervise, prompt, upstream_ca: the child's value
+//     wins when set;
 //   - agent: the child's block replaces the parent's whole;
 //   - env: merged by name, the child's entry wins;
 //   - egress, git, mcp: merged by label, the child's block replaces the
@@ -115,6 +116,9 @@ func overlay(parent, child *bottleDecl) *bottleDecl {
 	if m.prompt == nil {
 		m.prompt, m.promptFile = parent.prompt, parent.promptFile
 	}
+	if m.upstreamCA == nil {
+		m.upstreamCA, m.upstreamCAFile = parent.upstreamCA, parent.upstreamCAFile
+	}
 	if !m.skillsSet {
 		m.skills, m.skillsSet = parent.skills, parent.skillsSet
 	}
@@ -177,6 +181,9 @@ func (d *decoder) finish(bd *bottleDecl) *resource.Bottle {
 	}
 	if bd.prompt != nil {
 		b.Prompt, b.PromptFile = *bd.prompt, bd.promptFile
+	}
+	if bd.upstreamCA != nil {
+		b.UpstreamCA, b.UpstreamCAFile = *bd.upstreamCA, bd.upstreamCAFile
 	}
 	b.Skills = append(b.Skills, bd.skills...)
 	sort.Slice(b.Skills, func(i, j int) bool { return b.Skills[i].Name < b.Skills[j].Name })

@@ -1,6 +1,8 @@
 package planner
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/url"
 	"strconv"
 	"strings"
@@ -66,11 +68,20 @@ func Objects(b *resource.Bottle) []resource.Object {
 	add(addr(resource.KindNetwork, ""), resource.Attrs{
 		"backend": resource.String(b.Backend),
 	})
-	add(addr(resource.KindSidecar, ""), resource.Attrs{
+	sidecar := resource.Attrs{
 		"backend":   resource.String(b.Backend),
 		"image":     resource.String(SidecarImage),
 		"supervise": resource.Bool(b.Supervise),
-	})
+	}
+	if b.UpstreamCA != "" {
+		sum := sha256.Sum256([]byte(b.UpstreamCA))
+		ca := "sha256:" + hex.EncodeToString(sum[:])
+		if b.UpstreamCAFile != "" {
+			ca = b.UpstreamCAFile + " (" + ca + ")"
+		}
+		sidecar["upstream_ca"] = resource.String(ca)
+	}
+	add(addr(resource.KindSidecar, ""), sidecar)
 	for _, r := range b.Egress {
 		attrs := resource.Attrs{"tls": resource.String(r.TLS)}
 		if len(r.Paths) > 0 {
@@ -86,6 +97,9 @@ func Objects(b *resource.Bottle) []resource.Object {
 		}
 		if r.Owner != "" {
 			attrs["owner"] = resource.String(r.Owner)
+		}
+		if r.AllowPrivate {
+			attrs["allow_private_ip"] = resource.Bool(true)
 		}
 		add(addr(resource.KindEgress, r.Host), attrs)
 	}

@@ -31,6 +31,10 @@ func security(p *Plan) []string {
 			out = append(out, authSecurity(b, c)...)
 		case resource.KindMCP:
 			out = append(out, mcpSecurity(b, c)...)
+		case resource.KindSidecar:
+			if ca := str(c.After, "upstream_ca"); ca != "" && ca != str(c.Before, "upstream_ca") && c.Action != Delete {
+				out = append(out, fmt.Sprintf("bottle %s's gateway trusts the upstream CA certificates of %s", b, ca))
+			}
 		}
 	}
 	return out
@@ -88,6 +92,13 @@ func egressSecurity(b string, c Change) []string {
 			out = append(out, fmt.Sprintf("bottle %s's egress to %s now has %s (was %s)", b, host, authWords(aa), authWords(ba)))
 		}
 	}
+	if bp, ap := before["allow_private_ip"].Str == "true", after["allow_private_ip"].Str == "true"; bp != ap {
+		if ap {
+			out = append(out, fmt.Sprintf("bottle %s's egress to %s may now resolve to a private address", b, host))
+		} else {
+			out = append(out, fmt.Sprintf("bottle %s's egress to %s may no longer resolve to a private address", b, host))
+		}
+	}
 	bp, ap := list(before, "paths"), list(after, "paths")
 	switch {
 	case len(ap) == 0 && len(bp) > 0:
@@ -112,6 +123,9 @@ func routeTerms(a resource.Attrs) string {
 	}
 	if str(a, "tls") == resource.TLSPassthrough {
 		terms = append(terms, "TLS passthrough: not inspected")
+	}
+	if a["allow_private_ip"].Str == "true" {
+		terms = append(terms, "may resolve to a private address")
 	}
 	s := ""
 	if len(terms) > 0 {

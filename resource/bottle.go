@@ -44,6 +44,12 @@ type Bottle struct {
 	PromptFile string    `json:"prompt_file,omitempty"`
 	Skills     []Skill   `json:"skills,omitempty"`
 	Resources  Resources `json:"resources"`
+	// UpstreamCA holds PEM certificates the gateway trusts, besides the
+	// system roots, when it connects upstream (a company proxy or an
+	// internal forge with a private CA); UpstreamCAFile is where they were
+	// read from. Certificates are public: nothing here is secret.
+	UpstreamCA     string `json:"upstream_ca,omitempty"`
+	UpstreamCAFile string `json:"upstream_ca_file,omitempty"`
 }
 
 // AgentSpec is the `agent "PROVIDER"` block.
@@ -72,6 +78,10 @@ type Route struct {
 	// Owner is empty for a declared route and the provider's name for a
 	// route the agent provider owns.
 	Owner string `json:"owner,omitempty"`
+	// AllowPrivate lets the host resolve to a private address (an internal
+	// forge, a company proxy); loopback, link-local and cloud metadata
+	// addresses stay refused.
+	AllowPrivate bool `json:"allow_private_ip,omitempty"`
 	// Slot names the token slot the gateway reads the credential from
 	// (EGRESS_TOKEN_<n>); empty for an unauthenticated route. Slots are
 	// numbered over the merged, sorted routes, so an unchanged

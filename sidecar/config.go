@@ -21,6 +21,9 @@ type Config struct {
 	Routes    []Route `json:"routes"`
 	Repos     []Repo  `json:"repos,omitempty"`
 	Supervise bool    `json:"supervise,omitempty"`
+	// UpstreamCAs are PEM certificates the gateway trusts upstream besides
+	// the system roots (public certificates, not secrets).
+	UpstreamCAs string `json:"upstream_cas,omitempty"`
 }
 
 // Route is one egress route as the gateway sees it.
@@ -32,6 +35,8 @@ type Route struct {
 	// gateway injects "Authorization: <AuthScheme> <value of TokenSlot>".
 	AuthScheme string `json:"auth_scheme,omitempty"`
 	TokenSlot  string `json:"token_slot,omitempty"`
+	// AllowPrivate lets the host resolve to a private address.
+	AllowPrivate bool `json:"allow_private_ip,omitempty"`
 }
 
 // Repo is one git entry as the gate sees it.
@@ -50,9 +55,9 @@ type Repo struct {
 // FromBottle builds the sidecar configuration of an effective bottle (one
 // whose provider routes are merged and slots assigned).
 func FromBottle(b *resource.Bottle) Config {
-	c := Config{Bottle: b.Name, Supervise: b.Supervise, Routes: []Route{}}
+	c := Config{Bottle: b.Name, Supervise: b.Supervise, Routes: []Route{}, UpstreamCAs: b.UpstreamCA}
 	for _, r := range b.Egress {
-		w := Route{Host: r.Host, TLS: r.TLS, Paths: r.Paths}
+		w := Route{Host: r.Host, TLS: r.TLS, Paths: r.Paths, AllowPrivate: r.AllowPrivate}
 		if r.Auth != nil {
 			w.AuthScheme, w.TokenSlot = r.Auth.Scheme, r.Slot
 		}

@@ -180,7 +180,7 @@ func (b *Backend) update(ctx context.Context, op *applier.Op) (map[string]string
 		switch {
 		case err != nil:
 			return nil, err
-		case e == nil || e.digest != op.Attrs.Digest():
+		case e == nil || e.digest != specDigest(op.Addr.Kind, op.Attrs):
 			return b.createSidecar(ctx, op)
 		case e.started:
 			if err := b.waitHealthy(ctx, e.id); err != nil {
@@ -242,9 +242,30 @@ func labels(op *applier.Op, component string) map[string]string {
 		resource.LabelAddress:   op.Addr.String(),
 	}
 	if op.Attrs != nil {
-		l[resource.LabelDigest] = op.Attrs.Digest()
+		l[resource.LabelDigest] = specDigest(op.Addr.Kind, op.Attrs)
 	}
 	return l
+}
+
+// sidecarSpec are the sidecar attributes its container is made from; the
+// others (supervise, upstream CAs) are delivered to the running sidecar
+// and change in place, so they are left out of its label.
+var sidecarSpec = []string{"backend", "image"}
+
+// specDigest is the digest a container is labelled with: of every attribute
+// for the agent, of the container's own spec for the sidecar. A container
+// whose label differs from what the state expects was changed out of band.
+func specDigest(k resource.Kind, attrs resource.Attrs) string {
+	if k != resource.KindSidecar {
+		return attrs.Digest()
+	}
+	sub := resource.Attrs{}
+	for _, n := range sidecarSpec {
+		if v, ok := attrs[n]; ok {
+			sub[n] = v
+		}
+	}
+	return sub.Digest()
 }
 
 // warn reports something the user should know through op.Warn.

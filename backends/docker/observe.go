@@ -107,7 +107,11 @@ func (s *snapshot) observe(lineage string, r *state.Resource) (resource.ObjectSt
 		if !ok {
 			return resource.StatusMissing, "container " + name(comp) + " is gone", true
 		}
-		if c.Labels[resource.LabelDigest] != r.Digest {
+		digest := r.Digest
+		if r.Addr.Kind == resource.KindSidecar {
+			digest = specDigest(r.Addr.Kind, r.Attrs)
+		}
+		if c.Labels[resource.LabelDigest] != digest {
 			return resource.StatusChanged, "container changed out of band: spec digest differs", true
 		}
 		var attached []string

@@ -47,6 +47,10 @@ bottle "reviewer" {
   egress "files.pythonhosted.org" {
     tls = "passthrough"
   }
+  egress "artifacts.acme.internal" {
+    allow_private_ip = true # an internal mirror on the company network
+  }
+  upstream_ca = file("certs/acme-root.pem") # the gateway trusts the company CA upstream
 
   git "app" {
     upstream = "ssh://git@gitea.acme.dev:2222/acme/app.git"
