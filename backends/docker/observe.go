@@ -1,8 +1,11 @@
 package docker
 
 import (
+	"io"
+
 	"context"
 	"fmt"
+	"github.com/docker/docker/pkg/stdcopy"
 	"sort"
 	"strings"
 
@@ -270,4 +273,21 @@ func (b *Backend) Objects(ctx context.Context, lineage string) ([]Object, error)
 		return out[i].Name < out[j].Name
 	})
 	return out, nil
+}
+
+// SidecarLogs streams the sidecar's log (its stderr: one JSON line per
+// event, one per egress decision) to w, following it while ctx lasts when
+// follow is set.
+func (b *Backend) SidecarLogs(ctx context.Context, lineage, bottle string, follow bool, w io.Writer) error {
+	name := resource.ObjectName(lineage, bottle, compSidecar)
+	rc, err := b.c.ContainerLogs(ctx, name, container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow})
+	if err != nil {
+		return fmt.Errorf("logs of bottle.%s.sidecar (%s): %w", bottle, name, err)
+	}
+	defer rc.Close()
+	_, err = stdcopy.StdCopy(w, w, rc)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

@@ -105,7 +105,7 @@ plan shows what a change opens up, apply makes it so, destroy tears it down.`,
 	root.AddCommand(
 		newValidate(g), newFmt(g), newPlan(g), newShow(g), newApply(g), newDestroy(g),
 		newState(g), newForceUnlock(g), newVersion(g), newSidecar(g),
-		newStatus(g), newAttach(g),
+		newStatus(g), newAttach(g), newLogs(g),
 	)
 	return root
 }

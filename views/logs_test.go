@@ -1,0 +1,44 @@
+package views
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDecisionWriter(t *testing.T) {
+	lines := `{"time":"2026-11-27T12:00:00Z","level":"INFO","msg":"sidecar started"}
+{"time":"2026-11-27T12:00:01Z","level":"INFO","msg":"egress","bottle":"b","method":"GET","host":"api.github.com","path":"/repos/acme/app","route":"api.github.com","verdict":"allow","reason":"granted","status":200,"bytes":512}
+{"time":"2026-11-27T12:00:02Z","level":"WARN","msg":"egress","bottle":"b","method":"CONNECT","host":"evil.example:443","path":"","route":"","verdict":"deny","reason":"host_not_granted","status":403}
+not json at all
+`
+	tests := []struct {
+		name       string
+		opts       DecisionOptions
+		want, nope []string
+	}{
+		{"all", DecisionOptions{}, []string{"allow  GET     api.github.com/repos/acme/app  200 granted (route api.github.com, 512 bytes)", "DENY   CONNECT evil.example:443  403 host_not_granted"}, []string{"sidecar started", "not json"}},
+		{"denied", DecisionOptions{Denied: true}, []string{"evil.example:443"}, []string{"api.github.com"}},
+		{"json", DecisionOptions{JSON: true, Denied: true}, []string{`"verdict":"deny"`}, []string{`"verdict":"allow"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			w := NewDecisionWriter(&out, tt.opts)
+			// Written in pieces that split lines, as a log stream arrives.
+			for i := 0; i < len(lines); i += 7 {
+				w.Write([]byte(lines[i:min(i+7, len(lines))]))
+			}
+			w.Flush()
+			for _, s := range tt.want {
+				if !strings.Contains(out.String(), s) {
+					t.Errorf("output lacks %q:\n%s", s, out.String())
+				}
+			}
+			for _, s := range tt.nope {
+				if strings.Contains(out.String(), s) {
+					t.Errorf("output has %q:\n%s", s, out.String())
+				}
+			}
+		})
+	}
+}
