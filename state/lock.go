@@ -119,7 +119,7 @@ func (m *Manager) Lock(ctx context.Context, info LockInfo, timeout time.Duration
 		}
 		waited := time.Since(start)
 		if waited >= timeout {
-			holder, _ := readInfo(infoPath)
+			holder := holderInfo(infoPath)
 			if timeout <= 0 {
 				waited = 0
 			}
@@ -207,6 +207,25 @@ func who() string {
 		host = "unknown"
 	}
 	return name + "@" + host
+}
+
+// holderGrace is how long a process that found the lock taken waits for
+// the holder to record who it is.
+const holderGrace = 500 * time.Millisecond
+
+// holderInfo reads who holds the lock, for the error of a process that did
+// not get it. The holder records itself just after it takes the lock, so
+// a process that lost the race by an instant would find no record yet:
+// it waits up to holderGrace for one.
+func holderInfo(path string) LockInfo {
+	deadline := time.Now().Add(holderGrace)
+	for {
+		i, err := readInfo(path)
+		if (err == nil && i.ID != "") || time.Now().After(deadline) {
+			return i
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func readInfo(path string) (LockInfo, error) {

@@ -42,9 +42,10 @@ const (
 func (p *printer) plan(pl *planner.Plan) {
 	p.warnings(pl.Warnings)
 	if !pl.HasChanges() {
-		p.b.WriteString("No changes. Your bottles match the configuration.\n")
 		if pl.Mode == planner.ModeDestroy {
-			p.b.WriteString("No objects to destroy.\n")
+			p.b.WriteString("No objects to destroy: the state is empty.\n")
+		} else {
+			p.b.WriteString("No changes. Your bottles match the configuration.\n")
 		}
 		return
 	}

@@ -12,7 +12,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	// e2eTestingM removes, after the tests, what the end-to-end tests of
+	// e2e_test.go built (see e2e_helpers_test.go).
+	testscript.Main(e2eTestingM{m}, map[string]func(){
 		"bottleform": func() { os.Exit(Main(os.Args[1:])) },
 		"fake-apply": func() { os.Exit(fakeApply(os.Args[1:])) },
 	})
