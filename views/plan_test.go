@@ -50,7 +50,7 @@ func TestPlanShows(t *testing.T) {
 			"Plan: 11 to add, 0 to change, 0 to destroy.\n",
 		}, []string{"~ update", "- destroy", "Note:", "hidden"}},
 		{"noop", func() *planner.Plan { return prior(nil) }, []string{"No changes. Your bottles match the configuration.\n"}, []string{"Plan:", "No objects to destroy."}},
-		{"destroy_empty", destroyEmptyPlan, []string{"No changes. Your bottles match the configuration.\nNo objects to destroy.\n"}, nil},
+		{"destroy_empty", destroyEmptyPlan, []string{"No objects to destroy: the state is empty.\n"}, nil},
 		{"update_egress", updateEgressPlan, []string{
 			"  ~ update in-place\n\n",
 			"  # (paths changed)\n",
