@@ -209,7 +209,7 @@ func TestAgentImageMissing(t *testing.T) {
 	f.create(f.addr(resource.KindNetwork, ""))
 	f.spec.Image = "bottleform-testagent:absent-" + randomHex(4)
 	_, err := f.b.Create(context.Background(), f.op(f.addr(resource.KindAgent, "")))
-	want := "create bottle.noimage.agent: image " + f.spec.Image + " is not present on this machine and bottleform pulls nothing: build or load it first (docker load / docker import)"
+	want := "image " + f.spec.Image + " is not present on this machine and bottleform pulls nothing: build or load it first (docker load / docker import)"
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v\nwant %s", err, want)
 	}

@@ -83,7 +83,7 @@ func TestNetworkNameTakenByAnother(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cli.NetworkRemove(context.Background(), resp.ID) })
 	_, err = f.b.Create(ctx, f.op(f.addr(resource.KindNetwork, "")))
-	if err == nil || !strings.Contains(err.Error(), "create bottle.taken.network: a network named "+f.name("internal")+" exists and is not bottleform's") {
+	if err == nil || !strings.Contains(err.Error(), "a network named "+f.name("internal")+" exists and is not bottleform's") {
 		t.Errorf("create over a foreign network: %v", err)
 	}
 	// Another lineage's network of the same name is refused the same way.

@@ -131,8 +131,9 @@ func TestSidecar(t *testing.T) {
 		t.Errorf("after update: %+v", rep)
 	}
 
-	// An attribute of the sidecar changed in place (supervise): its labels
-	// cannot change, so it is recreated, and Observe sees it as applied.
+	// An attribute of the sidecar changed in place (supervise): the
+	// container is kept (its label covers only its container spec), the
+	// configuration is delivered again, and Observe sees it as applied.
 	f.spec.Supervise = false
 	for _, o := range planner.Objects(f.spec) {
 		f.attrs[o.Addr] = o.Attrs
@@ -146,8 +147,8 @@ func TestSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.st.Set(resource.BackendDocker, &state.Resource{Addr: addr, Attrs: f.attrs[addr], Digest: f.attrs[addr].Digest(), IDs: ids})
-	if ids["container"] == before.ID {
-		t.Error("an update that changed the sidecar's attributes kept the container and its stale digest label")
+	if ids["container"] != before.ID {
+		t.Error("an in-place change of the sidecar's attributes recreated its container")
 	}
 	obs, err := f.b.Observe(ctx, f.st)
 	if err != nil {
@@ -182,7 +183,7 @@ func TestSidecar(t *testing.T) {
 	op := f.op(addr)
 	op.Secrets = applier.Secrets{{Secret: "claude"}: f.secrets[resource.Ref{Secret: "claude"}]}
 	_, err = f.b.Update(ctx, op)
-	if err == nil || !strings.Contains(err.Error(), "update bottle.side.sidecar: the value of secret.github") {
+	if err == nil || !strings.Contains(err.Error(), "the value of secret.github") {
 		t.Errorf("update with an unresolved secret: %v", err)
 	}
 	for _, v := range f.canaries {
