@@ -43,6 +43,9 @@ type Reply struct {
 	Error        string `json:"error,omitempty"`
 	Configured   bool   `json:"configured"`
 	ConfigDigest string `json:"config_digest,omitempty"`
+	// CACert is the gateway's CA certificate (PEM): public, for the agent's
+	// trust store. The CA's key never leaves the sidecar.
+	CACert string `json:"ca_cert,omitempty"`
 	*Status
 }
 
@@ -126,8 +129,10 @@ func Ctl(ctx context.Context, path string, in io.Reader, out io.Writer) error {
 }
 
 // Health is `bottleform sidecar health`, the container's HEALTHCHECK: nil
-// when the control socket answers a ping within two seconds. A sidecar
-// that answers but has no configuration yet is healthy: it fails closed.
+// when the control socket answers, a configuration is loaded and every
+// credentialed route has its credential. A sidecar that restarted without
+// its configuration fails closed and turns unhealthy, which is how Observe
+// sees it and plan shows the drift.
 func Health(ctx context.Context, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -137,6 +142,16 @@ func Health(ctx context.Context, path string) error {
 	}
 	if !rep.OK {
 		return fmt.Errorf("ping: %s", rep.Error)
+	}
+	if !rep.Configured {
+		return errors.New("not configured: the sidecar has no configuration (it restarted, or bottleform apply has not delivered it yet); run bottleform apply")
+	}
+	st, err := Call(ctx, path, []byte(`{"op":"status"}`))
+	if err != nil {
+		return err
+	}
+	if st.Status != nil && len(st.MissingSlots) > 0 {
+		return fmt.Errorf("credentials missing for slots %v: credentialed routes fail closed; run bottleform apply", st.MissingSlots)
 	}
 	return nil
 }

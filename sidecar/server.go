@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bottleform/bottleform/resource"
+	"github.com/bottleform/bottleform/sidecar/egress"
 )
 
 // DefaultEgressAddr is where the egress gateway listens; the agent's proxy
@@ -61,15 +61,16 @@ func (l *loaded) missing() []string {
 type server struct {
 	log *slog.Logger
 	cur atomic.Pointer[loaded]
+	gw  *egress.Gateway
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool
 }
 
 // Run is `bottleform sidecar`: it serves the control socket and the egress
-// listener until ctx is done, then closes both and returns nil. Until a
-// configuration is loaded, and for now after too, the egress listener
-// refuses every request with a 403 that says what was refused and why.
+// gateway until ctx is done, then closes both and returns nil. Until a
+// configuration is loaded the gateway grants nothing: every request is
+// refused with a 403 that says what was refused and why.
 func Run(ctx context.Context, o Options) error {
 	if o.ControlSocket == "" {
 		o.ControlSocket = DefaultControlSocket
@@ -92,15 +93,14 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("egress listener: %w", err)
 	}
-	hs := &http.Server{
-		Handler:           http.HandlerFunc(s.deny),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	if s.gw, err = egress.New(egress.Options{Log: s.log}); err != nil {
+		eg.Close()
+		return fmt.Errorf("egress gateway: %w", err)
 	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- s.serveControl(ctl) }()
-	go func() { errc <- hs.Serve(eg) }()
+	go func() { errc <- s.gw.Serve(eg) }()
 	s.log.Info("sidecar started", "control_socket", o.ControlSocket, "egress", eg.Addr().String())
 	if o.Ready != nil {
 		o.Ready(eg.Addr())
@@ -115,11 +115,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ctl.Close()
 	s.closeConns()
-	shutdown, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	if err := hs.Shutdown(shutdown); err != nil {
-		hs.Close()
-	}
+	s.gw.Close()
 	return failed
 }
 
@@ -241,6 +237,10 @@ func (s *server) load(d *Delivery) *Reply {
 		s.log.Warn("configuration rejected", "reason", err.Error())
 		return s.refuse("invalid delivery: " + err.Error())
 	}
+	if err := s.gw.SetPolicy(egressPolicy(d)); err != nil {
+		s.log.Warn("configuration rejected", "reason", err.Error())
+		return s.refuse("invalid delivery: " + err.Error())
+	}
 	l := &loaded{config: d.Config, digest: d.Config.Digest(), slots: make(map[string]resource.Secret, len(d.Slots))}
 	for k, v := range d.Slots {
 		l.slots[k] = resource.NewSecret(v)
@@ -256,6 +256,9 @@ func (s *server) reply(err error) *Reply {
 	if err != nil {
 		rep.Error = err.Error()
 	}
+	if s.gw != nil {
+		rep.CACert = string(s.gw.CACertPEM())
+	}
 	if l := s.cur.Load(); l != nil {
 		rep.Configured, rep.ConfigDigest = true, l.digest
 	}
@@ -263,3 +266,17 @@ func (s *server) reply(err error) *Reply {
 }
 
 func (s *server) refuse(msg string) *Reply { return s.reply(errors.New(msg)) }
+
+// egressPolicy is the gateway's view of a delivery.
+func egressPolicy(d *Delivery) egress.Policy {
+	c := d.Config
+	p := egress.Policy{Bottle: c.Bottle, Slots: d.Slots, UpstreamCAs: []byte(c.UpstreamCAs)}
+	if c.Supervise {
+		p.Supervise = "propose_egress"
+	}
+	for _, r := range c.Routes {
+		p.Routes = append(p.Routes, egress.Route{Host: r.Host, TLS: r.TLS, Paths: r.Paths,
+			AuthScheme: r.AuthScheme, TokenSlot: r.TokenSlot, AllowPrivate: r.AllowPrivate})
+	}
+	return p
+}

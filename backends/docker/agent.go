@@ -100,6 +100,9 @@ func (b *Backend) createAgent(ctx context.Context, op *applier.Op) (map[string]s
 		}
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
+	if err := b.installCA(ctx, op); err != nil {
+		return nil, err
+	}
 	// Auth is made before the agent in an apply, so a new agent gets its
 	// provider settings here.
 	if err := b.AgentHandle(op.Lineage, bt.Name).writeAuth(ctx, op); err != nil {
@@ -112,7 +115,7 @@ func (b *Backend) createAgent(ctx context.Context, op *applier.Op) (map[string]s
 // values of references granted to the agent) and the proxy variables.
 func agentEnv(op *applier.Op) ([]string, error) {
 	ours := map[string]bool{}
-	for _, kv := range proxyEnv {
+	for _, kv := range append(slices.Clone(proxyEnv), caEnv...) {
 		ours[kv[:strings.IndexByte(kv, '=')]] = true
 	}
 	var env []string
@@ -131,7 +134,8 @@ func agentEnv(op *applier.Op) ([]string, error) {
 		}
 		env = append(env, e.Name+"="+v)
 	}
-	return append(env, proxyEnv...), nil
+	env = append(env, proxyEnv...)
+	return append(env, caEnv...), nil
 }
 
 // isRoot reports whether an image's USER is root (or unset, which is root).

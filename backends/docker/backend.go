@@ -183,11 +183,15 @@ func (b *Backend) update(ctx context.Context, op *applier.Op) (map[string]string
 		case e == nil || e.digest != specDigest(op.Addr.Kind, op.Attrs):
 			return b.createSidecar(ctx, op)
 		case e.started:
-			if err := b.waitHealthy(ctx, e.id); err != nil {
+			if err := b.waitControl(ctx, e.id, objectName(op, compSidecar)); err != nil {
 				return nil, err
 			}
 		}
-		return map[string]string{"container": e.id}, b.deliver(ctx, op, false)
+		if err := b.deliver(ctx, op, false); err != nil {
+			return nil, err
+		}
+		// A sidecar that restarted minted a new CA.
+		return map[string]string{"container": e.id}, b.installCA(ctx, op)
 	case resource.KindAgent:
 		// Every change of an agent's attributes replaces it (the planner's
 		// rule), so an update only starts it, or creates it if it is gone.

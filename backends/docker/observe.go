@@ -142,7 +142,7 @@ func (s *snapshot) observe(lineage string, r *state.Resource) (resource.ObjectSt
 			return resource.StatusStopped, "container stopped out of band", true
 		}
 		if comp == compSidecar && health(c) == string(container.Unhealthy) {
-			return resource.StatusDegraded, "sidecar is unhealthy: its control socket does not answer", true
+			return resource.StatusDegraded, "sidecar is unhealthy: it lost its configuration or credentials (restarted out of band?), so credentialed routes fail closed", true
 		}
 		return resource.StatusPresent, "", true
 	}

@@ -79,47 +79,16 @@ func (b *Backend) createSidecar(ctx context.Context, op *applier.Op) (map[string
 	if err := b.c.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	if err := b.waitHealthy(ctx, resp.ID); err != nil {
+	if err := b.waitControl(ctx, resp.ID, name); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if err := b.deliver(ctx, op, false); err != nil {
 		return nil, err
 	}
-	return map[string]string{"container": resp.ID}, nil
-}
-
-// waitHealthy waits, at most healthTimeout, for the container's health
-// check to pass, and fails early if it exits.
-func (b *Backend) waitHealthy(ctx context.Context, id string) error {
-	deadline := time.Now().Add(healthTimeout)
-	for {
-		c, err := b.c.ContainerInspect(ctx, id)
-		if err != nil {
-			return err
-		}
-		st := c.State
-		if st.Health != nil && st.Health.Status == container.Healthy {
-			return nil
-		}
-		if !st.Running {
-			return fmt.Errorf("the sidecar exited (status %d) before it became healthy; its last log lines:\n%s", st.ExitCode, b.logTail(ctx, id, 20))
-		}
-		if time.Now().After(deadline) {
-			health := "none"
-			if st.Health != nil {
-				health = string(st.Health.Status)
-				if n := len(st.Health.Log); n > 0 {
-					health += ", last check: " + strings.TrimSpace(st.Health.Log[n-1].Output)
-				}
-			}
-			return fmt.Errorf("the sidecar was not healthy after %s (health: %s); its last log lines:\n%s", healthTimeout, health, b.logTail(ctx, id, 20))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	if err := b.installCA(ctx, op); err != nil {
+		return nil, err
 	}
+	return map[string]string{"container": resp.ID}, nil
 }
 
 // deliver sends the whole configuration of op.Bottle, with the values of
