@@ -33,29 +33,11 @@ func Refs(p *planner.Plan) []resource.Ref {
 			changed[c.Addr.Bottle] = true
 		}
 	}
-	add := func(r resource.Ref) {
-		if !r.IsZero() {
-			seen[r] = true
-		}
-	}
 	for name, b := range p.Bottles {
-		if !changed[name] {
-			continue
-		}
-		add(b.Agent.AuthToken)
-		if b.Agent.ForwardHostCredentials {
-			add(resource.Ref{HostCredential: b.Agent.Provider})
-		}
-		for _, e := range b.Env {
-			add(e.Ref)
-		}
-		for _, r := range b.Egress {
-			if r.Auth != nil {
-				add(r.Auth.Token)
+		if changed[name] {
+			for _, r := range b.Refs() {
+				seen[r] = true
 			}
-		}
-		for _, g := range b.Git {
-			add(g.Key.Token)
 		}
 	}
 	out := make([]resource.Ref, 0, len(seen))

@@ -203,7 +203,7 @@ func (d *decoder) checkHost(bd *bottleDecl, b *resource.Bottle) {
 	if d.opts.LookupEnv == nil {
 		return
 	}
-	for _, ref := range refs(b) {
+	for _, ref := range b.Refs() {
 		src, ok := d.secrets[ref.Secret]
 		if !ok {
 			continue
@@ -220,37 +220,6 @@ func (d *decoder) checkHost(bd *bottleDecl, b *resource.Bottle) {
 			}
 		}
 	}
-}
-
-// refs lists every secret reference a bottle makes.
-func refs(b *resource.Bottle) []resource.Ref {
-	var out []resource.Ref
-	add := func(r resource.Ref) {
-		if r.Secret != "" {
-			out = append(out, r)
-		}
-	}
-	add(b.Agent.AuthToken)
-	for _, e := range b.Env {
-		add(e.Ref)
-	}
-	for _, r := range b.Egress {
-		if r.Auth != nil {
-			add(r.Auth.Token)
-		}
-	}
-	for _, g := range b.Git {
-		add(g.Key.Token)
-	}
-	seen := map[string]bool{}
-	uniq := out[:0]
-	for _, r := range out {
-		if !seen[r.Secret] {
-			seen[r.Secret] = true
-			uniq = append(uniq, r)
-		}
-	}
-	return uniq
 }
 
 func inChain(chain []string, name string) int {

@@ -73,9 +73,9 @@ func Diff(cfg *config.File, prior *state.State, observed resource.Observed, opts
 			for _, o := range Objects(eff) {
 				desired[o.Addr] = o.Attrs
 			}
-			for _, ref := range bottleRefs(eff) {
-				if src, ok := cfg.Secrets[ref]; ok {
-					p.Secrets[ref] = src
+			for _, ref := range eff.Refs() {
+				if src, ok := cfg.Secrets[ref.Secret]; ok {
+					p.Secrets[ref.Secret] = src
 				}
 			}
 		}
@@ -332,28 +332,6 @@ func checkAddrs(opts Options, desired map[resource.Address]resource.Attrs, prior
 		return fmt.Errorf("--replace cannot be used with --destroy")
 	}
 	return nil
-}
-
-func bottleRefs(b *resource.Bottle) []string {
-	var names []string
-	add := func(r resource.Ref) {
-		if r.Secret != "" {
-			names = append(names, r.Secret)
-		}
-	}
-	add(b.Agent.AuthToken)
-	for _, e := range b.Env {
-		add(e.Ref)
-	}
-	for _, r := range b.Egress {
-		if r.Auth != nil {
-			add(r.Auth.Token)
-		}
-	}
-	for _, g := range b.Git {
-		add(g.Key.Token)
-	}
-	return names
 }
 
 func sortedKeys[V any](m map[string]V) []string {

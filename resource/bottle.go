@@ -154,3 +154,33 @@ type Object struct {
 	Addr  Address `json:"address"`
 	Attrs Attrs   `json:"attributes"`
 }
+
+// Refs returns every reference to a sensitive value the bottle makes: its
+// agent's credential, its env, its routes' credentials and its forge
+// tokens, without repeats, in that order.
+func (b *Bottle) Refs() []Ref {
+	var out []Ref
+	seen := map[Ref]bool{}
+	add := func(r Ref) {
+		if !r.IsZero() && !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	add(b.Agent.AuthToken)
+	if b.Agent.ForwardHostCredentials {
+		add(Ref{HostCredential: b.Agent.Provider})
+	}
+	for _, e := range b.Env {
+		add(e.Ref)
+	}
+	for _, r := range b.Egress {
+		if r.Auth != nil {
+			add(r.Auth.Token)
+		}
+	}
+	for _, g := range b.Git {
+		add(g.Key.Token)
+	}
+	return out
+}
