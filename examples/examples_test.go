@@ -152,6 +152,31 @@ func golden(t *testing.T, example, name string, p *planner.Plan) {
 	}
 }
 
+// stateSeed keeps the state an apply of the example leaves as a seed of the
+// state reader's fuzz target (state/testdata/examples), so that target is
+// seeded from the examples and its seeds follow them.
+func stateSeed(t *testing.T, example string, s *state.State) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := state.Write(&buf, s); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("..", "state", "testdata", "examples", example+".state.json")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("%s is not the state the example leaves (run go test ./examples -update): %v", path, err)
+	}
+}
+
 func TestExamples(t *testing.T) {
 	for _, example := range exampleDirs(t) {
 		t.Run(example, func(t *testing.T) {
@@ -171,6 +196,7 @@ func TestExamples(t *testing.T) {
 			}
 			golden(t, example, "create", create)
 			live := applied(create, nil)
+			stateSeed(t, example, live)
 			if got, want := len(live.Resources()), len(create.Changes); got != want {
 				t.Fatalf("applied state has %d resources, the create plan %d changes", got, want)
 			}

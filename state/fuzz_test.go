@@ -10,10 +10,17 @@ import (
 // FuzzRead checks that Read never panics and that any state it accepts
 // round-trips: Write then Read gives a state that writes the same bytes.
 func FuzzRead(f *testing.F) {
+	// Seeds: the golden state, and the state an apply of each example
+	// leaves (written by go test ./examples -update).
 	files, err := filepath.Glob("testdata/*.json")
 	if err != nil || len(files) == 0 {
 		f.Fatalf("no seed files in testdata: %v", err)
 	}
+	fromExamples, err := filepath.Glob("testdata/examples/*.json")
+	if err != nil || len(fromExamples) == 0 {
+		f.Fatalf("no seeds from the examples in testdata/examples (run go test ./examples -update): %v", err)
+	}
+	files = append(files, fromExamples...)
 	for _, name := range files {
 		data, err := os.ReadFile(name)
 		if err != nil {
