@@ -68,9 +68,10 @@ func (b *Backend) ensureSidecarImage(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	roots, rootsSum := systemRoots()
 	img, err := b.c.ImageInspect(ctx, b.image)
 	switch {
-	case err == nil && img.Config != nil && img.Config.Labels[LabelBinarySHA256] == sum:
+	case err == nil && img.Config != nil && img.Config.Labels[LabelBinarySHA256] == sum && img.Config.Labels[labelRootsSHA256] == rootsSum:
 		return nil
 	case err != nil && !cerrdefs.IsNotFound(err):
 		return fmt.Errorf("sidecar image %s: %w", b.image, err)
@@ -83,14 +84,24 @@ func (b *Backend) ensureSidecarImage(ctx context.Context) error {
 		return fmt.Errorf("sidecar image: %w", err)
 	}
 	b.log(fmt.Sprintf("building the sidecar image %s from %s", b.image, b.binary))
-	rootfs, err := tarOf([]tarEntry{
+	entries := []tarEntry{
 		{Name: "bottleform", Mode: 0o755, Data: bin},
 		{Name: "etc/", Mode: 0o755},
 		{Name: "etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/:/sbin/nologin\nsidecar:x:65532:65532:sidecar:/:/sbin/nologin\n")},
 		{Name: "etc/group", Mode: 0o644, Data: []byte("root:x:0:\nsidecar:x:65532:\n")},
 		{Name: "tmp/", Mode: 0o1777},
 		{Name: "run/", Mode: 0o755},
-	})
+	}
+	if roots != nil {
+		// The gateway verifies upstreams against the system roots (and the
+		// bottle's upstream_ca); Go reads them from this path.
+		entries = append(entries,
+			tarEntry{Name: "etc/ssl/", Mode: 0o755}, tarEntry{Name: "etc/ssl/certs/", Mode: 0o755},
+			tarEntry{Name: "etc/ssl/certs/ca-certificates.crt", Mode: 0o644, Data: roots})
+	} else {
+		b.log("no system root certificates on this host: the gateway will trust only each bottle's upstream_ca")
+	}
+	rootfs, err := tarOf(entries)
 	if err != nil {
 		return fmt.Errorf("sidecar image: %w", err)
 	}
@@ -100,7 +111,24 @@ func (b *Backend) ensureSidecarImage(ctx context.Context) error {
 		`USER sidecar`,
 		"LABEL " + resource.LabelManagedBy + "=" + resource.ManagedBy,
 		"LABEL " + LabelBinarySHA256 + "=" + sum,
+		"LABEL " + labelRootsSHA256 + "=" + rootsSum,
 	})
+}
+
+// labelRootsSHA256 records the digest of the root certificates in the
+// sidecar image, so new roots on the host build a new image.
+const labelRootsSHA256 = "dev.bottleform.roots-sha256"
+
+// systemRoots reads the host's bundle of root certificates for the sidecar
+// image, and its digest ("none" when the host has none).
+func systemRoots() ([]byte, string) {
+	for _, p := range []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"} {
+		if b, err := os.ReadFile(p); err == nil && len(b) > 0 {
+			sum := sha256.Sum256(b)
+			return b, hex.EncodeToString(sum[:])
+		}
+	}
+	return nil, "none"
 }
 
 // importImage imports a root filesystem tar as the image tag, with
