@@ -365,3 +365,25 @@ func execIn(t *testing.T, b *Backend, ctr string, argv []string, stdin string) (
 	}
 	return string(out), string(errb), code
 }
+
+// waitHealth waits, at most 15 s, for the container's health status to be
+// want, and returns the status it saw last. Docker runs the first check a
+// second after start.
+func waitHealth(t *testing.T, name, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := cli.ContainerInspect(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := "none"
+		if c.State.Health != nil {
+			got = string(c.State.Health.Status)
+		}
+		if got == want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -15,6 +15,9 @@ import (
 func TestObserve(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, "obs")
+	// Every credential delivered, so the sidecar's health check passes.
+	f.secrets[resource.Ref{Secret: "github"}] = resource.NewSecret("canary-github-" + randomHex(8))
+	f.canaries = append(f.canaries, f.secrets[resource.Ref{Secret: "github"}].Reveal())
 	f.up()
 	agent := f.addr(resource.KindAgent, "")
 	sidecarAddr := f.addr(resource.KindSidecar, "")
@@ -69,7 +72,11 @@ func TestObserve(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Status shows each object's state.
+	// Status shows each object's state, once Docker has run the sidecar's
+	// first health check.
+	if h := waitHealth(t, f.name("sidecar"), string(container.Healthy)); h != string(container.Healthy) {
+		t.Fatalf("the sidecar is %s, want healthy", h)
+	}
 	sts, err := f.b.Status(ctx, f.st)
 	if err != nil {
 		t.Fatal(err)

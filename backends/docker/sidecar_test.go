@@ -69,8 +69,18 @@ func TestSidecar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ID != ids["container"] || !c.State.Running || c.State.Health == nil || c.State.Health.Status != container.Healthy {
-		t.Errorf("sidecar %s: running %v, health %+v; ids %v", c.ID, c.State.Running, c.State.Health, ids)
+	if c.ID != ids["container"] || !c.State.Running {
+		t.Errorf("sidecar %s: running %v; ids %v", c.ID, c.State.Running, ids)
+	}
+	// A credential is missing (the empty secret): the sidecar fails closed
+	// and its health check says so, which Observe reports as degraded.
+	if h := waitHealth(t, f.name("sidecar"), string(container.Unhealthy)); h != string(container.Unhealthy) {
+		t.Errorf("a sidecar missing a credential is %s, want unhealthy", h)
+	}
+	if obs, err := f.b.Observe(ctx, f.st); err == nil {
+		if o := obs[f.addr(resource.KindSidecar, "")]; o.Status != resource.StatusDegraded {
+			t.Errorf("Observe of a sidecar missing a credential: %v (%s), want degraded", o.Status, o.Reason)
+		}
 	}
 	hc := c.HostConfig
 	if !hc.ReadonlyRootfs || !slices.Equal(hc.CapDrop, []string{"ALL"}) || !slices.Contains(hc.SecurityOpt, "no-new-privileges") {
