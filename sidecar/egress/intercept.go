@@ -26,8 +26,12 @@ func (g *Gateway) intercept(t *tunnel) {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		// Not a decision: most often the client does not trust the
-		// gateway's CA, which is worth saying in the log.
+		// A refusal like passthrough's not_tls, so `bottleform logs
+		// --denied` shows it; most often the client does not trust the
+		// gateway's CA, which the warning beside it says.
+		rec := &record{method: http.MethodConnect, host: t.host, route: t.host, reason: reasonNotTLS, bytes: -1}
+		rec.status = rec.reason.status()
+		g.logDecision(context.Background(), g.pol.Load(), rec)
 		g.log.LogAttrs(context.Background(), slog.LevelWarn, "egress tunnel failed",
 			slog.String("host", t.host), slog.String("error", "tls handshake: "+err.Error()))
 		return
