@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"sort"
 	"strings"
 
@@ -215,7 +216,7 @@ func (d *decoder) checkHost(bd *bottleDecl, b *resource.Bottle) {
 				d.errorf(rng, "Secret not set", "The secret %q reads the environment variable %s, which is not set (bottle %q uses it). Export it and run the command again.", src.Name, src.Source, b.Name)
 			}
 		case resource.SecretFile:
-			if _, err := statFile(expandHome(d.path(src.Source), d.opts.LookupEnv)); err != nil {
+			if _, err := os.Stat(expandHome(d.path(src.Source), d.opts.LookupEnv)); err != nil {
 				d.errorf(rng, "Secret file not found", "The secret %q reads %s: %s (bottle %q uses it). Create the file or fix the path.", src.Name, src.Source, err, b.Name)
 			}
 		}

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -139,5 +138,3 @@ func parseMemory(s string) (int64, error) {
 	}
 	return n, nil
 }
-
-func statFile(p string) (os.FileInfo, error) { return os.Stat(p) }
