@@ -9,8 +9,6 @@ import (
 	"github.com/bottleform/bottleform/resource"
 )
 
-const hostKey = `"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHbJ2bkzcbxpH0rwcv+ZwqRpGrwGg5d3Ar2T1mmZ8YRn"`
-
 // write puts src in dir/main.hcl with the files the cases refer to.
 func write(t *testing.T, src string) string {
 	t.Helper()
@@ -39,354 +37,38 @@ func env(vars map[string]string) Options {
 
 // TestValidationRules: each malformed definition gives exactly one error,
 // on the line marked "# HERE", whose summary and detail say what to do.
-func TestValidationRules(t *testing.T) {
-	tests := []struct {
-		name    string
-		src     string
-		summary string
-		detail  string // a substring of the detail
-	}{
-		{"unknown top-level block", `
-botle "a" { # HERE
-  image = "x"
-}`, "Unsupported block type", `Did you mean "bottle"?`},
-		{"unknown block in bottle", `
-bottle "a" {
-  image = "x"
-  egres "api.github.com" {} # HERE
-}`, "Unsupported block type", `Did you mean "egress"?`},
-		{"misspelled attribute", `
-bottle "a" {
-  imgae = "x" # HERE
-}`, "Unsupported argument", `Did you mean "image"?`},
-		{"invalid bottle name", `
-bottle "My_Bottle" { # HERE
-  image = "x"
-}`, "Invalid bottle name", `"my-bottle"`},
-		{"bottle name starting with a digit", `
-bottle "9x" { # HERE
-  image = "x"
-}`, "Invalid bottle name", "^[a-z][a-z0-9-]*$"},
-		{"git name with semicolon", gitEntry(`"a;b"`, `key "file" { path = "id_app" }`), "Invalid git entry name", "no spaces, quotes, ';'"},
-		{"git name with quote", gitEntry(`"a'b"`, `key "file" { path = "id_app" }`), "Invalid git entry name", "letters, digits"},
-		{"git name with space", gitEntry(`"a b"`, `key "file" { path = "id_app" }`), "Invalid git entry name", "letters, digits"},
-		{"git name dot dot", gitEntry(`".."`, `key "file" { path = "id_app" }`), "Invalid git entry name", `not "." or ".."`},
-		{"git name with slash", gitEntry(`"a/b"`, `key "file" { path = "id_app" }`), "Invalid git entry name", "letters, digits"},
-		{"both key blocks", `
-secret "g" {
-  env = "G"
+type validationCase struct {
+	name    string
+	src     string
+	summary string
+	detail  string // a substring of the detail
 }
-bottle "a" {
-  image = "x"
-  git "app" {
-    upstream = "ssh://git@h/o/r.git"
-    host_key = ` + hostKey + `
-    key "file" { path = "id_app" }
-    key "gitea" { # HERE
-      api_url = "https://h"
-      token = secret.g
-    }
-  }
-}`, "More than one key", "exactly one key"},
-		{"no key", `
-bottle "a" {
-  image = "x"
-  git "app" { # HERE
-    upstream = "ssh://git@h/o/r.git"
-    host_key = ` + hostKey + `
-  }
-}`, "Missing key", `key "file"`},
-		{"unknown key kind", `
-bottle "a" {
-  image = "x"
-  git "app" {
-    upstream = "ssh://git@h/o/r.git"
-    host_key = ` + hostKey + `
-    key "fil" { path = "id_app" } # HERE
-  }
-}`, "Unknown key kind", `Did you mean "file"?`},
-		{"missing host key", `
-bottle "a" {
-  image = "x"
-  git "app" { # HERE
-    upstream = "ssh://git@h/o/r.git"
-    key "file" { path = "id_app" }
-  }
-}`, "Missing host_key", "no trust on first use"[:0] + "never trusts a host key on first use"},
-		{"invalid host key", `
-bottle "a" {
-  image = "x"
-  git "app" {
-    upstream = "ssh://git@h/o/r.git"
-    host_key = "ssh-ed25519 notbase64" # HERE
-    key "file" { path = "id_app" }
-  }
-}`, "Invalid host key", "ssh-keyscan"},
-		{"non-ssh upstream", `
-bottle "a" {
-  image = "x"
-  git "app" {
-    upstream = "https://github.com/o/r.git" # HERE
-    host_key = ` + hostKey + `
-    key "file" { path = "id_app" }
-  }
-}`, "Invalid upstream", "SSH only"},
-		{"scp-style upstream", `
-bottle "a" {
-  image = "x"
-  git "app" {
-    upstream = "git@github.com:o/r.git" # HERE
-    host_key = ` + hostKey + `
-    key "file" { path = "id_app" }
-  }
-}`, "Invalid upstream", "ssh://git@github.com/o/r.git"},
-		{"bad push pattern", `
-bottle "a" {
-  image = "x"
-  git "app" {
-    upstream = "ssh://git@h/o/r.git"
-    host_key = ` + hostKey + `
-    key "file" { path = "id_app" }
-    push = ["main"] # HERE
-  }
-}`, "Invalid push ref pattern", "refs/heads/agent/*"},
-		{"missing secret", `
-bottle "a" {
-  image = "x"
-  agent "claude" {
-    auth_token = secret.claude # HERE
-  }
-}`, "Reference to undeclared secret", `secret "claude" { env = "VAR" }`},
-		{"misspelled secret", `
-secret "claude" {
-  env = "T"
-}
-bottle "a" {
-  image = "x"
-  agent "claude" {
-    auth_token = secret.cluade # HERE
-  }
-}`, "Reference to undeclared secret", "Did you mean secret.claude?"},
-		{"literal token", `
-bottle "a" {
-  image = "x"
-  agent "claude" {
-    auth_token = "sk-ant-oat01-xyz" # HERE
-  }
-}`, "Secret values must be references", "committed to git"},
-		{"undefined host_env", `
-bottle "a" {
-  image = "x"
-  env = {
-    U = host_env("NOT_SET_ANYWHERE") # HERE
-  }
-}`, "Undefined host environment variable", "export NOT_SET_ANYWHERE="},
-		{"duplicate egress host", `
-bottle "a" {
-  image = "x"
-  egress "api.github.com" {}
-  egress "api.github.com" {} # HERE
-}`, "Duplicate egress block", "only one"},
-		{"scheme Basic", `
-secret "g" {
-  env = "G"
-}
-bottle "a" {
-  image = "x"
-  egress "api.github.com" {
-    auth {
-      scheme = "Basic" # HERE
-      token = secret.g
-    }
-  }
-}`, "Unsupported auth scheme", `"Bearer" or "token"`},
-		{"half an auth", `
-bottle "a" {
-  image = "x"
-  egress "api.github.com" {
-    auth { # HERE
-      scheme = "Bearer"
-    }
-  }
-}`, "Incomplete auth block", "token is missing"},
-		{"role on a route", `
-bottle "a" {
-  image = "x"
-  egress "api.github.com" {
-    role = "claude_code_oauth" # HERE
-  }
-}`, "Unknown role", "reserved"},
-		{"auth_token on codex", `
-secret "t" {
-  env = "T"
-}
-bottle "a" {
-  image = "x"
-  agent "codex" {
-    auth_token = secret.t # HERE
-  }
-}`, "auth_token is claude only", "forward_host_credentials"},
-		{"forward_host_credentials on claude", `
-bottle "a" {
-  image = "x"
-  agent "claude" {
-    forward_host_credentials = true # HERE
-  }
-}`, "forward_host_credentials is codex only", "auth_token"},
-		{"unknown provider", `
-bottle "a" {
-  image = "x"
-  agent "claud" {} # HERE
-}`, "Unknown agent provider", `Did you mean "claude"?`},
-		{"extends cycle", `
-bottle "a" {
-  extends = "b"
-  image = "x"
-}
-bottle "b" {
-  extends = "a" # HERE
-}`, "Cycle in extends", "a extends b extends a"},
-		{"extends itself", `
-bottle "a" {
-  extends = "a" # HERE
-  image = "x"
-}`, "Cycle in extends", "a extends a"},
-		{"extends missing parent", `
-bottle "base" {
-  abstract = true
-  image = "x"
-}
-bottle "a" {
-  extends = "bsae" # HERE
-}`, "Unknown parent bottle", `Did you mean "base"?`},
-		{"missing image", `
-bottle "a" { # HERE
-  agent "claude" {}
-}`, "Missing image", "image ="},
-		{"unknown backend", `
-bottle "a" {
-  image = "x"
-  backend = "podman" # HERE
-}`, "Unknown backend", `"docker"`},
-		{"egress host with scheme", `
-bottle "a" {
-  image = "x"
-  egress "https://api.github.com" {} # HERE
-}`, "Invalid egress host", "host alone"},
-		{"egress host with port", `
-bottle "a" {
-  image = "x"
-  egress "api.github.com:8443" {} # HERE
-}`, "Invalid egress host", "port"},
-		{"paths on passthrough", `
-bottle "a" {
-  image = "x"
-  egress "api.github.com" {
-    tls = "passthrough"
-    paths = ["/x"] # HERE
-  }
-}`, "paths need interception", "passthrough"},
-		{"auth on passthrough", `
-secret "g" {
-  env = "G"
-}
-bottle "a" {
-  image = "x"
-  egress "api.github.com" {
-    tls = "passthrough"
-    auth { # HERE
-      scheme = "Bearer"
-      token = secret.g
-    }
-  }
-}`, "auth needs interception", "decrypts"},
-		{"path without slash", `
-bottle "a" {
-  image = "x"
-  egress "api.github.com" {
-    paths = ["repos/"] # HERE
-  }
-}`, "Invalid path prefix", `start with '/'`},
-		{"reserved env", `
-bottle "a" {
-  image = "x"
-  env = {
-    HTTPS_PROXY = "http://evil" # HERE
-  }
-}`, "Reserved environment variable", "remove it"},
-		{"secret with two sources", `
-secret "s" {
-  env = "A"
-  file = "x" # HERE
-}
-bottle "a" {
-  image = "x"
-}`, "A secret needs exactly one source", "exactly one of"},
-		{"duplicate bottle", `
-bottle "a" {
-  image = "x"
-}
-bottle "a" { # HERE
-  image = "y"
-}`, "Duplicate bottle", "unique"},
-		{"missing prompt file", `
-bottle "a" {
-  image = "x"
-  prompt = file("prompts/nope.md") # HERE
-}`, "Cannot read prompt file", "relative to the file"},
-		{"missing skill dir", `
-bottle "a" {
-  image = "x"
-  skills = ["skills/nope"] # HERE
-}`, "Skill directory not found", "create it"},
-		{"bad memory", `
-bottle "a" {
-  image = "x"
-  resources {
-    memory = "4 parsecs" # HERE
-  }
-}`, "Invalid memory", "unknown unit"},
-		{"reserved mcp name", `
-bottle "a" {
-  image = "x"
-  mcp "supervise" { # HERE
-    url = "https://x/mcp"
-  }
-}`, "Reserved MCP server name", "supervise = true"},
-		{"missing secret env", `
-secret "g" { # HERE
-  env = "NOT_SET_ANYWHERE"
-}
-bottle "a" {
-  image = "x"
-  env = {
-    G = secret.g
-  }
-}`, "Secret not set", "Export it"},
-		{"upstream_ca not PEM", `
-bottle "a" {
-  image = "x"
-  upstream_ca = "not a certificate" # HERE
-}`, "Invalid upstream_ca", "PEM certificates"},
-		{"allow_private_ip not a bool", `
-bottle "a" {
-  image = "x"
-  egress "git.internal" {
-    allow_private_ip = "yes please" # HERE
-  }
-}`, "Wrong type", "bool"},
-		{"missing key file", `
-bottle "a" {
-  image = "x"
-  git "app" {
-    upstream = "ssh://git@h/o/r.git"
-    host_key = ` + hostKey + `
-    key "file" {
-      path = "nope" # HERE
-    }
-  }
-}`, "Key file not found", "ssh-keygen"},
+
+// validationCases reads testdata/malformed: one definition per file, whose
+// first line is the summary of the one error it must give and whose second
+// line is a part of its detail; the offending line is marked "# HERE".
+// cmd/bottleform runs the same files through `bottleform plan`.
+func validationCases() []validationCase {
+	names, _ := filepath.Glob(filepath.Join("testdata", "malformed", "*.hcl"))
+	var out []validationCase
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			panic(err)
+		}
+		lines := strings.SplitN(string(b), "\n", 3)
+		out = append(out, validationCase{
+			name:    strings.TrimSuffix(filepath.Base(n), ".hcl"),
+			summary: strings.TrimPrefix(lines[0], "# "),
+			detail:  strings.TrimPrefix(lines[1], "# "),
+			src:     string(b),
+		})
 	}
+	return out
+}
+
+func TestValidationRules(t *testing.T) {
+	tests := validationCases()
 	if len(tests) < 20 {
 		t.Fatalf("only %d malformed definitions", len(tests))
 	}
@@ -435,18 +117,6 @@ bottle "a" {
 			}
 		})
 	}
-}
-
-func gitEntry(label, key string) string {
-	return `
-bottle "a" {
-  image = "x"
-  git ` + label + ` { # HERE
-    upstream = "ssh://git@h/o/r.git"
-    host_key = ` + hostKey + `
-    ` + key + `
-  }
-}`
 }
 
 func TestExtendsMerge(t *testing.T) {

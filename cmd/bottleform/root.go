@@ -113,9 +113,15 @@ plan shows what a change opens up, apply makes it so, destroy tears it down.`,
 // Main runs bottleform with args and returns the exit code. It is the one
 // place errors become messages and exit codes.
 func Main(args []string) int {
+	return run(args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// run is Main with its streams given, for tests that run commands in
+// process.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	state.BottleformVersion = Version()
 	planner.SidecarImage = "bottleform-sidecar:" + Version()
-	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRoot(g)
 	root.SetArgs(terraformFlags(args))
 	err := root.Execute()

@@ -1,0 +1,11 @@
+# Invalid push ref pattern
+# refs/heads/agent/*
+bottle "a" {
+  image = "x"
+  git "app" {
+    upstream = "ssh://git@h/o/r.git"
+    host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHbJ2bkzcbxpH0rwcv+ZwqRpGrwGg5d3Ar2T1mmZ8YRn"
+    key "file" { path = "id_app" }
+    push = ["main"] # HERE
+  }
+}

@@ -1,0 +1,17 @@
+# More than one key
+# exactly one key
+secret "g" {
+  env = "G"
+}
+bottle "a" {
+  image = "x"
+  git "app" {
+    upstream = "ssh://git@h/o/r.git"
+    host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHbJ2bkzcbxpH0rwcv+ZwqRpGrwGg5d3Ar2T1mmZ8YRn"
+    key "file" { path = "id_app" }
+    key "gitea" { # HERE
+      api_url = "https://h"
+      token = secret.g
+    }
+  }
+}

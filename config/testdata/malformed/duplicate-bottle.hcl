@@ -1,0 +1,8 @@
+# Duplicate bottle
+# unique
+bottle "a" {
+  image = "x"
+}
+bottle "a" { # HERE
+  image = "y"
+}

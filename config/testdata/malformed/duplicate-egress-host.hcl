@@ -1,0 +1,7 @@
+# Duplicate egress block
+# only one
+bottle "a" {
+  image = "x"
+  egress "api.github.com" {}
+  egress "api.github.com" {} # HERE
+}

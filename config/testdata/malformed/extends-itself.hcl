@@ -1,0 +1,6 @@
+# Cycle in extends
+# a extends a
+bottle "a" {
+  extends = "a" # HERE
+  image = "x"
+}

@@ -1,0 +1,9 @@
+# Unknown parent bottle
+# Did you mean "base"?
+bottle "base" {
+  abstract = true
+  image = "x"
+}
+bottle "a" {
+  extends = "bsae" # HERE
+}

@@ -1,0 +1,5 @@
+# Invalid bottle name
+# "my-bottle"
+bottle "My_Bottle" { # HERE
+  image = "x"
+}

@@ -1,0 +1,5 @@
+# Missing image
+# image =
+bottle "a" { # HERE
+  agent "claude" {}
+}

@@ -1,0 +1,8 @@
+# Reference to undeclared secret
+# secret "claude" { env = "VAR" }
+bottle "a" {
+  image = "x"
+  agent "claude" {
+    auth_token = secret.claude # HERE
+  }
+}

@@ -1,0 +1,6 @@
+# Skill directory not found
+# create it
+bottle "a" {
+  image = "x"
+  skills = ["skills/nope"] # HERE
+}

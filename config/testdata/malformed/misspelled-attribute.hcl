@@ -1,0 +1,5 @@
+# Unsupported argument
+# Did you mean "image"?
+bottle "a" {
+  imgae = "x" # HERE
+}

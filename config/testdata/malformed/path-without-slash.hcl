@@ -1,0 +1,8 @@
+# Invalid path prefix
+# start with '/'
+bottle "a" {
+  image = "x"
+  egress "api.github.com" {
+    paths = ["repos/"] # HERE
+  }
+}

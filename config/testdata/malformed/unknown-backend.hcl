@@ -1,0 +1,6 @@
+# Unknown backend
+# "docker"
+bottle "a" {
+  image = "x"
+  backend = "podman" # HERE
+}

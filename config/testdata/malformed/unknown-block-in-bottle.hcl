@@ -1,0 +1,6 @@
+# Unsupported block type
+# Did you mean "egress"?
+bottle "a" {
+  image = "x"
+  egres "api.github.com" {} # HERE
+}

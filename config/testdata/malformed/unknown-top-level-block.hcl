@@ -1,0 +1,5 @@
+# Unsupported block type
+# Did you mean "bottle"?
+botle "a" { # HERE
+  image = "x"
+}

@@ -1,0 +1,6 @@
+# Invalid upstream_ca
+# PEM certificates
+bottle "a" {
+  image = "x"
+  upstream_ca = "not a certificate" # HERE
+}
