@@ -80,6 +80,11 @@ func (b *Backend) Observe(ctx context.Context, s *state.State) (resource.Observe
 			continue
 		}
 		status, reason, ok := snap.observe(s.Lineage, r)
+		if ok && status == resource.StatusDegraded && b.sidecarHealthy(ctx, resource.ObjectName(s.Lineage, r.Addr.Bottle, compSidecar)) {
+			// Docker's health status lags: it is from the last check,
+			// up to a second old, and a sidecar repaired since is fine.
+			status, reason = resource.StatusPresent, ""
+		}
 		if ok {
 			obs[r.Addr] = resource.Observation{Addr: r.Addr, Status: status, Reason: reason}
 		}
@@ -290,4 +295,11 @@ func (b *Backend) SidecarLogs(ctx context.Context, lineage, bottle string, follo
 		return nil
 	}
 	return err
+}
+
+// sidecarHealthy runs the sidecar's health check now, rather than reading
+// the result of the last one Docker ran.
+func (b *Backend) sidecarHealthy(ctx context.Context, name string) bool {
+	_, _, code, err := b.exec(ctx, name, []string{"/bottleform", "sidecar", "health"}, "", nil)
+	return err == nil && code == 0
 }

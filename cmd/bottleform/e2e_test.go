@@ -249,7 +249,7 @@ func TestE2ECrashSafety(t *testing.T) {
 			r := bfRun(t, dir, nil, "destroy", "--auto-approve")
 			wantCode(t, "destroy after the kill", r, 0)
 			// The objects whose deletion was not saved are left to destroy.
-			want := "No objects to destroy."
+			want := "No objects to destroy: the state is empty."
 			if left := len(destroyPts)/2 - (i+1)/2; left > 0 {
 				want = "Destroy complete! Objects: " + strconv.Itoa(left) + " destroyed."
 			}
@@ -588,13 +588,24 @@ func TestE2EStatus(t *testing.T) {
 		}, "\n"))
 		return rows
 	}
+	// check polls status for a few seconds: Docker runs a new sidecar's
+	// first health check a second after it starts, and status shows
+	// "starting" until then.
 	check := func(what string, wantRows [][]string, wantRest string) {
 		t.Helper()
-		r := bfRun(t, dir, nil, "status")
-		wantCode(t, what, r, 0)
-		rows, rest := statusRows(r.stdout)
-		if !slices.EqualFunc(rows, wantRows, slices.Equal[[]string]) || rest != wantRest {
-			t.Errorf("%s: got\n%s\nwant the rows %q followed by %q", what, r.stdout, wantRows, wantRest)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := bfRun(t, dir, nil, "status")
+			wantCode(t, what, r, 0)
+			rows, rest := statusRows(r.stdout)
+			if slices.EqualFunc(rows, wantRows, slices.Equal[[]string]) && rest == wantRest {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: got\n%s\nwant the rows %q followed by %q", what, r.stdout, wantRows, wantRest)
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
 		}
 	}
 
