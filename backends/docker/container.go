@@ -26,19 +26,29 @@ func labelsOf(c container.InspectResponse) map[string]string {
 // stopTimeout is how long a container gets to exit after SIGTERM.
 const stopTimeout = 5
 
+// ourContainer inspects the container called name: nil when there is
+// none, an error when it is not this lineage's.
+func (b *Backend) ourContainer(ctx context.Context, lineage, name string) (*container.InspectResponse, error) {
+	c, err := b.c.ContainerInspect(ctx, name)
+	if cerrdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", name, err)
+	}
+	if !ours(labelsOf(c), lineage) {
+		return nil, foreign("container", name, labelsOf(c))
+	}
+	return &c, nil
+}
+
 // clearName makes way for a container called name: one of this lineage
 // (left by an interrupted run) is removed, so that it is recreated rather
 // than duplicated; anyone else's is an error.
 func (b *Backend) clearName(ctx context.Context, lineage, name string) error {
-	c, err := b.c.ContainerInspect(ctx, name)
-	if cerrdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("container %s: %w", name, err)
-	}
-	if !ours(labelsOf(c), lineage) {
-		return foreign("container", name, labelsOf(c))
+	c, err := b.ourContainer(ctx, lineage, name)
+	if c == nil || err != nil {
+		return err
 	}
 	if err := b.c.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s left by an earlier run: %w", name, err)
@@ -49,15 +59,9 @@ func (b *Backend) clearName(ctx context.Context, lineage, name string) error {
 // removeContainer stops (SIGTERM, then SIGKILL after stopTimeout seconds)
 // and removes the container called name; one already gone is fine.
 func (b *Backend) removeContainer(ctx context.Context, lineage, name string) error {
-	c, err := b.c.ContainerInspect(ctx, name)
-	if cerrdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("container %s: %w", name, err)
-	}
-	if !ours(labelsOf(c), lineage) {
-		return foreign("container", name, labelsOf(c))
+	c, err := b.ourContainer(ctx, lineage, name)
+	if c == nil || err != nil {
+		return err
 	}
 	if c.State != nil && c.State.Running {
 		t := stopTimeout
