@@ -8,10 +8,14 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -48,8 +52,11 @@ func SidecarTag(version, binaryPath string) (string, error) {
 
 // EnsureSidecarImage makes sure the sidecar image exists: if the tag
 // exists and holds this binary, there is nothing to do; otherwise it
-// imports an image built in memory from the binary alone (no base image,
-// no registry). The binary must be statically linked.
+// imports an image built in memory (no base image, no registry) from the
+// binary, which must be statically linked, the host's root certificates,
+// and the host's git with its shell and shared libraries (see
+// collectGitFiles). Labels record digests of all three, so a change to any
+// builds the image again.
 func (b *Backend) EnsureSidecarImage(ctx context.Context) error {
 	b.imageMu.Lock()
 	defer b.imageMu.Unlock()
@@ -69,9 +76,15 @@ func (b *Backend) ensureSidecarImage(ctx context.Context) error {
 		return err
 	}
 	roots, rootsSum := systemRoots()
+	git, gitErr := collectGitFiles()
+	gitSum := "none"
+	if gitErr == nil {
+		gitSum = git.Digest
+	}
 	img, err := b.c.ImageInspect(ctx, b.image)
 	switch {
-	case err == nil && img.Config != nil && img.Config.Labels[LabelBinarySHA256] == sum && img.Config.Labels[labelRootsSHA256] == rootsSum:
+	case err == nil && img.Config != nil && img.Config.Labels[LabelBinarySHA256] == sum && img.Config.Labels[labelRootsSHA256] == rootsSum &&
+		img.Config.Labels[labelGitSHA256] == gitSum:
 		return nil
 	case err != nil && !cerrdefs.IsNotFound(err):
 		return fmt.Errorf("sidecar image %s: %w", b.image, err)
@@ -101,18 +114,47 @@ func (b *Backend) ensureSidecarImage(ctx context.Context) error {
 	} else {
 		b.log("no system root certificates on this host: the gateway will trust only each bottle's upstream_ca")
 	}
+	// The git gate runs the host's git (git http-backend, and git over SSH
+	// to upstreams), with its shell and shared libraries, at the host's
+	// paths; without it, bottles that have no git entries still work.
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	var env []string
+	switch {
+	case errors.Is(gitErr, errNoGit):
+		b.log("no git on this host: the sidecar image is built without git, and the git gate will be unavailable")
+	case gitErr != nil:
+		b.log(fmt.Sprintf("cannot copy this host's git into the sidecar image (%v): the image is built without git, and the git gate will be unavailable", gitErr))
+	default:
+		have := map[string]bool{}
+		for _, e := range entries {
+			have[e.Name] = true
+		}
+		for _, e := range git.Entries {
+			if !have[e.Name] {
+				entries = append(entries, e)
+			}
+		}
+		if d := filepath.Dir(git.Git); !slices.Contains(filepath.SplitList(path), d) {
+			path = d + ":" + path
+		}
+		if len(git.LibPath) > 0 {
+			env = append(env, "ENV LD_LIBRARY_PATH="+strings.Join(git.LibPath, ":"))
+		}
+	}
 	rootfs, err := tarOf(entries)
 	if err != nil {
 		return fmt.Errorf("sidecar image: %w", err)
 	}
-	return importImage(ctx, b.c, rootfs, b.image, []string{
+	return importImage(ctx, b.c, rootfs, b.image, append([]string{
 		`ENTRYPOINT ["/bottleform"]`,
 		`CMD ["sidecar"]`,
 		`USER sidecar`,
+		"ENV PATH=" + path,
 		"LABEL " + resource.LabelManagedBy + "=" + resource.ManagedBy,
 		"LABEL " + LabelBinarySHA256 + "=" + sum,
 		"LABEL " + labelRootsSHA256 + "=" + rootsSum,
-	})
+		"LABEL " + labelGitSHA256 + "=" + gitSum,
+	}, env...))
 }
 
 // labelRootsSHA256 records the digest of the root certificates in the
@@ -186,13 +228,15 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// tarEntry is one file, directory (Name ends in "/") or symlink (Link set)
-// of an in-memory tar.
+// tarEntry is one file, directory (Name ends in "/"), symlink (Link set)
+// or hardlink (Hardlink set: the Name of an earlier file) of an in-memory
+// tar.
 type tarEntry struct {
 	Name     string
 	Mode     int64
 	Data     []byte
 	Link     string
+	Hardlink string
 	UID, GID int
 }
 
@@ -206,6 +250,8 @@ func tarOf(entries []tarEntry) ([]byte, error) {
 		switch {
 		case e.Link != "":
 			h.Typeflag, h.Linkname = tar.TypeSymlink, e.Link
+		case e.Hardlink != "":
+			h.Typeflag, h.Linkname = tar.TypeLink, e.Hardlink
 		case len(e.Name) > 0 && e.Name[len(e.Name)-1] == '/':
 			h.Typeflag = tar.TypeDir
 		default:
