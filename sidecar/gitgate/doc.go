@@ -15,7 +15,17 @@
 // ref that matches no pattern is refused; a non-fast-forward update or a
 // deletion is refused unless the matching pattern starts with '+'.
 //
-// This is the first slice: the SSH upstream (fetch before every read, push
-// through after the policy accepted), secret scanning and the container
-// wiring come later; see Server.backend for where they slot in.
+// A Repo with an Upstream is a mirror of a real remote reached over SSH.
+// Before serving any ref advertisement or upload-pack, the gate fetches
+// (`git fetch --prune <url> +refs/*:refs/*`, one at a time per repository)
+// and fails closed with 502 if that fails: it never serves what may be
+// stale. A push goes through the pre-receive hook, which, after the policy
+// accepted every ref, pushes them upstream atomically, so a push succeeds
+// only once upstream took it. git reaches upstream through Server.SSHCommand,
+// a program that runs SSHMain: golang.org/x/crypto/ssh with the pinned host
+// key (none pinned: the repository is refused; no trust on first use) and
+// the key in Repo.KeyFile.
+//
+// Secret scanning (before the push, in the hook) and the container wiring
+// come later.
 package gitgate

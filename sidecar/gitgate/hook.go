@@ -29,6 +29,14 @@ const LogEnv = "BOTTLEFORM_GATE_LOG"
 // Patterns are matched with case, in which '*' matches any characters
 // including '/', like a git refspec glob; SetRepos admits no other glob
 // characters.
+//
+// When every ref passed and UpstreamEnv is set (a repository with an
+// Upstream), the script pushes the accepted refs there in one atomic
+// `git push` through the SSH transport the gate put in its environment:
+// fast-forward updates as plain refspecs, and updates and deletions under a
+// '+' pattern with --force-with-lease against the old value. If upstream
+// refuses, the script prints upstream's output and exits 1, so the client
+// sees upstream's verdict and the gate's refs stay where they were.
 const PolicyScript = `#!/bin/sh
 # bottleform git gate: pre-receive push policy.
 # usage: bottleform-policy <repo> <policy-file>; stdin: "<old> <new> <ref>" lines.
@@ -61,6 +69,8 @@ while IFS= read -r pat || [ -n "$pat" ]; do
 	patterns="${patterns:+$patterns }$pat"
 done <"$policy"
 
+# Accepted refs are collected, as git push arguments, in "$@".
+set --
 status=0
 while read -r old new ref; do
 	[ -n "${ref:-}" ] || continue
@@ -78,22 +88,54 @@ while read -r old new ref; do
 		continue
 	fi
 	case $match in
-	+*) continue ;;
+	+*)
+		# Force is granted, but only over what the gate last saw
+		# upstream: the lease fails if upstream moved meanwhile.
+		lease="--force-with-lease=$ref:"
+		iszero "$old" || lease="$lease$old"
+		if iszero "$new"; then
+			set -- "$@" "$lease" ":$ref"
+		else
+			set -- "$@" "$lease" "$new:$ref"
+		fi
+		continue
+		;;
 	esac
 	if iszero "$new"; then
 		say "bottleform git gate: refusing $ref: deleting a ref needs force-push, and force-push is not granted (pattern $match; a leading '+' grants it)"
 		status=1
 		continue
 	fi
-	if iszero "$old"; then
-		continue
-	fi
-	if ! git merge-base --is-ancestor "$old" "$new" 2>/dev/null; then
+	if ! iszero "$old" && ! git merge-base --is-ancestor "$old" "$new" 2>/dev/null; then
 		say "bottleform git gate: refusing $ref: non-fast-forward update, and force-push is not granted (pattern $match; a leading '+' grants it)"
 		status=1
+		continue
 	fi
+	set -- "$@" "$new:$ref"
 done
-exit $status
+[ "$status" -eq 0 ] || exit "$status"
+
+# Push-through: every ref passed the policy; push them all upstream,
+# atomically, before git updates the gate's own refs. The pushed objects
+# are still in quarantine, which git commands run from here can read.
+upstream=${BOTTLEFORM_GATE_UPSTREAM:-}
+if [ -z "$upstream" ] || [ $# -eq 0 ]; then
+	exit 0
+fi
+unset GIT_PROTOCOL
+if out=$(git push --atomic "$upstream" "$@" 2>&1); then
+	if [ -n "${BOTTLEFORM_GATE_LOG:-}" ]; then
+		printf '%s\n' "bottleform git gate: pushed to the upstream $upstream: $*" >>"$BOTTLEFORM_GATE_LOG"
+	fi
+else
+	printf '%s\n' "$out" >&2
+	if [ -n "${BOTTLEFORM_GATE_LOG:-}" ]; then
+		printf '%s\n' "$out" >>"$BOTTLEFORM_GATE_LOG"
+	fi
+	say "bottleform git gate: the upstream $upstream refused the push (its output is above); nothing was updated"
+	exit 1
+fi
+exit 0
 `
 
 // shellQuote quotes s for a POSIX shell: it wraps s in single quotes and

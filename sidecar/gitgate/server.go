@@ -33,6 +33,16 @@ type Repo struct {
 	// '/'. A leading '+' also grants non-fast-forward updates and
 	// deletions. No pattern: the repository is read-only.
 	Push []string
+	// Upstream is the real remote. Set (Host non-empty), the gate fetches
+	// from it before serving every read, and the pre-receive hook pushes
+	// each accepted ref to it, so a push succeeds only once it is upstream.
+	// Unset: the gate's own copy is all there is.
+	Upstream Upstream
+	// KeyFile is the path, inside the sidecar (on its tmpfs), of the
+	// private key the SSH transport authenticates to Upstream with. The
+	// gate passes the path to its SSH transport and never reads or logs
+	// the key itself.
+	KeyFile string
 }
 
 // Server is the git gate's HTTP handler. Set the fields, call SetRepos, then
@@ -54,9 +64,19 @@ type Server struct {
 	Hook string
 	// Git is the git binary. Empty: "git" from PATH.
 	Git string
+	// SSHCommand is the program, with its leading arguments, that git runs
+	// as its ssh to reach an Upstream (GIT_SSH_COMMAND, with
+	// GIT_SSH_VARIANT=ssh): a program that runs SSHMain, such as
+	// {"/usr/local/bin/bottleform", "sidecar", "git-ssh"}. Empty: repositories
+	// with an Upstream are refused.
+	SSHCommand []string
+	// FetchTimeout bounds each fetch from an upstream. Zero or negative:
+	// DefaultFetchTimeout.
+	FetchTimeout time.Duration
 
 	repos atomic.Pointer[map[string]Repo]
 	mu    sync.Mutex // serializes SetRepos
+	locks sync.Map   // repo name -> chan struct{} (capacity 1): the upstream lock
 }
 
 // ValidName reports whether name may name a repository.
@@ -145,6 +165,16 @@ func (s *Server) SetRepos(repos []Repo) error {
 				return fmt.Errorf("gitgate: repository %q: %w", r.Name, err)
 			}
 		}
+		if r.hasUpstream() {
+			if err := r.Upstream.validate(); err != nil {
+				return fmt.Errorf("gitgate: repository %q: %w", r.Name, err)
+			}
+			if hook != "" {
+				// The push-through lives in the built-in policy script; a
+				// custom hook would accept pushes that never reach upstream.
+				return fmt.Errorf("gitgate: repository %q has an upstream, which needs the built-in pre-receive hook (Server.Hook must be empty)", r.Name)
+			}
+		}
 		r.Push = append([]string(nil), r.Push...)
 		set[r.Name] = r
 	}
@@ -175,7 +205,7 @@ func (s *Server) SetRepos(repos []Repo) error {
 func gitEnv(extra []string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "GIT_") || strings.HasPrefix(kv, LogEnv+"=") {
+		if strings.HasPrefix(kv, "GIT_") || strings.HasPrefix(kv, "BOTTLEFORM_GATE_") {
 			continue
 		}
 		env = append(env, kv)
@@ -298,7 +328,49 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		body = &countReader{r: http.MaxBytesReader(w, r.Body, s.maxBody()), n: &rq.bytesIn}
 	}
-	s.backend(w, r, rq, repo, body, contentLength)
+	var upstream []string
+	if repo.hasUpstream() {
+		env, err := s.upstreamEnv(repo)
+		if err != nil {
+			s.log().LogAttrs(r.Context(), slog.LevelWarn, "git upstream",
+				slog.String("path", rq.path), slog.String("repo", repo.Name), slog.String("line", err.Error()))
+			fail(http.StatusServiceUnavailable, "bottleform git gate: "+err.Error())
+			return
+		}
+		unlock, err := s.lockRepo(r.Context(), repo.Name)
+		if err != nil {
+			fail(http.StatusServiceUnavailable, "bottleform git gate: "+err.Error())
+			return
+		}
+		if rq.service == "git-receive-pack" && method == http.MethodPost {
+			// The push: the hook pushes upstream. Holding the lock keeps
+			// fetches from moving the refs under receive-pack.
+			defer unlock()
+			upstream = append(env, UpstreamEnv+"="+repo.Upstream.URL())
+		} else {
+			// A read (and the push's ref advertisement): fetch first, and
+			// never serve what may be stale.
+			root, _ := filepath.Abs(s.Root)
+			err := s.fetch(rq, repo, filepath.Join(root, repo.Name+".git"), env)
+			unlock()
+			if err != nil {
+				fail(http.StatusBadGateway, fmt.Sprintf("bottleform git gate: could not fetch from the upstream %s, so nothing is served (it may be stale): %s", repo.Upstream.URL(), oneLine(err.Error())))
+				return
+			}
+		}
+	}
+	s.backend(w, r, rq, repo, body, contentLength, upstream)
+}
+
+// oneLine joins the lines of s with "; ".
+func oneLine(s string) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
 }
 
 // notFound is the 404 body for an undeclared repository: it names the
@@ -321,12 +393,12 @@ func (s *Server) notFound(repos *map[string]Repo, seg string) string {
 // backend runs `git http-backend` for the request, streaming body to its
 // stdin and its CGI response to w.
 //
-// The SSH upstream slots in here and in the hook: before an upload-pack
-// request (info/refs or the POST) the gate will fetch the repository from
-// upstream and fail closed with an error status if that fails; a push
-// goes through the pre-receive hook, which will run the secret scan and
-// then push each accepted ref upstream, refusing the push if either fails.
-func (s *Server) backend(w http.ResponseWriter, r *http.Request, rq *request, repo Repo, body io.Reader, contentLength string) {
+// For a repository with an upstream, ServeHTTP has already fetched (for a
+// read) or passes upstream, the SSH transport's environment and UpstreamEnv,
+// through to the pre-receive hook, which pushes each accepted ref upstream
+// and refuses the push if that fails. The secret scan slots into the hook,
+// before the push.
+func (s *Server) backend(w http.ResponseWriter, r *http.Request, rq *request, repo Repo, body io.Reader, contentLength string, upstream []string) {
 	root, _ := filepath.Abs(s.Root)
 	env := []string{
 		"GATEWAY_INTERFACE=CGI/1.1",
@@ -368,6 +440,7 @@ func (s *Server) backend(w http.ResponseWriter, r *http.Request, rq *request, re
 			defer os.Remove(hookLog)
 			env = append(env, LogEnv+"="+hookLog)
 		}
+		env = append(env, upstream...)
 	}
 
 	cmd := exec.CommandContext(r.Context(), s.git(), "http-backend")
