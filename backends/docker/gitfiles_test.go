@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
 
 	"github.com/bottleform/bottleform/sidecar/gitgate"
 )
@@ -143,19 +142,7 @@ func TestCollectGitFiles(t *testing.T) {
 func TestSidecarImageGit(t *testing.T) {
 	git, _ := hostGit(t)
 	ctx := context.Background()
-	tag := "bottleform-sidecar:test-git-" + randomHex(6)
-	t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), tag, image.RemoveOptions{}) })
-	b, err := New(Options{Client: cli, SidecarBinary: sidecarBin, SidecarImage: tag, Log: func(s string) { t.Log(s) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.EnsureSidecarImage(ctx); err != nil {
-		t.Fatal(err)
-	}
-	img, err := cli.ImageInspect(ctx, tag)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tag, img, b := buildSidecarImage(t, "test-git-", nil)
 	g, err := collectGitFiles()
 	if err != nil {
 		t.Fatal(err)
@@ -246,21 +233,8 @@ func TestSidecarImageWithoutGit(t *testing.T) {
 	if _, err := collectGitFiles(); err != errNoGit {
 		t.Fatalf("collectGitFiles with no git on PATH: %v, want errNoGit", err)
 	}
-	ctx := context.Background()
-	tag := "bottleform-sidecar:test-nogit-" + randomHex(6)
-	t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), tag, image.RemoveOptions{}) })
 	var logs []string
-	b, err := New(Options{Client: cli, SidecarBinary: sidecarBin, SidecarImage: tag, Log: func(s string) { logs = append(logs, s) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.EnsureSidecarImage(ctx); err != nil {
-		t.Fatal(err)
-	}
-	img, err := cli.ImageInspect(ctx, tag)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, img, _ := buildSidecarImage(t, "test-nogit-", func(s string) { logs = append(logs, s) })
 	if got := img.Config.Labels[labelGitSHA256]; got != "none" {
 		t.Errorf("label %s = %q, want none", labelGitSHA256, got)
 	}

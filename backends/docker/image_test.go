@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/docker/docker/api/types/image"
 )
 
 func TestSidecarTag(t *testing.T) {
@@ -55,19 +53,7 @@ func TestCheckStatic(t *testing.T) {
 
 func TestEnsureSidecarImage(t *testing.T) {
 	ctx := context.Background()
-	tag := "bottleform-sidecar:test-" + randomHex(6)
-	t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), tag, image.RemoveOptions{}) })
-	b, err := New(Options{Client: cli, SidecarBinary: sidecarBin, SidecarImage: tag})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.EnsureSidecarImage(ctx); err != nil {
-		t.Fatal(err)
-	}
-	img, err := cli.ImageInspect(ctx, tag)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tag, img, b := buildSidecarImage(t, "test-", nil)
 	sum, _ := fileSHA256(sidecarBin)
 	cfg := img.Config
 	if cfg.Labels[LabelBinarySHA256] != sum || !slices.Equal(cfg.Entrypoint, []string{"/bottleform"}) || !slices.Equal(cfg.Cmd, []string{"sidecar"}) || cfg.User != "sidecar" {

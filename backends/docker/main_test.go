@@ -387,3 +387,28 @@ func waitHealth(t *testing.T, name, want string) string {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// buildSidecarImage builds a sidecar image under a fresh tag with the test
+// binary, removes it at cleanup, and returns the tag, its inspection and the
+// backend that built it. log receives the backend's log lines (nil: t.Log).
+func buildSidecarImage(t *testing.T, prefix string, log func(string)) (string, image.InspectResponse, *Backend) {
+	t.Helper()
+	ctx := context.Background()
+	tag := "bottleform-sidecar:" + prefix + randomHex(6)
+	t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), tag, image.RemoveOptions{}) })
+	if log == nil {
+		log = func(s string) { t.Log(s) }
+	}
+	b, err := New(Options{Client: cli, SidecarBinary: sidecarBin, SidecarImage: tag, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.EnsureSidecarImage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	img, err := cli.ImageInspect(ctx, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tag, img, b
+}
