@@ -26,6 +26,14 @@
 // key (none pinned: the repository is refused; no trust on first use) and
 // the key in Repo.KeyFile.
 //
-// Secret scanning (before the push, in the hook) and the container wiring
-// come later.
+// Between the policy and the push-through the hook runs Server.ScanCommand,
+// a program that runs ScanMain: it scans only what the push adds to the
+// repository (the commits `git rev-list <new> --not --all` lists, their
+// added lines from `git log -p -U0 --cc` parsed here, their messages, and
+// pushed tags' messages) with gitleaks' default rules, and for the bottle's
+// own secret values set with SetCanaries, which reach it only through the
+// push's environment (CanariesEnv). A finding refuses the push naming file,
+// line, commit and rule or secret name, never the value; a scanner that
+// fails refuses it too. Without a ScanCommand, SetRepos refuses repositories
+// that take pushes unless Server.NoScan is set.
 package gitgate

@@ -106,7 +106,8 @@ func newGate(t *testing.T, maxBody int64) *gate {
 	g.git(t, work, "commit", "--quiet", "-m", "second")
 	g.git(t, work, "push", "--quiet", bare, "main")
 
-	g.srv = &Server{Root: root, MaxBody: maxBody, Log: slog.New(slog.NewJSONHandler(g.log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	g.srv = &Server{Root: root, MaxBody: maxBody, Log: slog.New(slog.NewJSONHandler(g.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		ScanCommand: testScanCommand(t)}
 	if err := g.srv.SetRepos([]Repo{testRepo}); err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +239,9 @@ func TestPushSmallAndLarge(t *testing.T) {
 	start := time.Now()
 	g.git(t, a, "push", "--quiet", "origin", "agent/big")
 	t.Logf("6 MiB push took %v", time.Since(start))
+	if scans := g.hookLines(t); len(scans) > 0 {
+		t.Logf("its scan: %s", scans[len(scans)-1]) // the scanner's own time, in the hook
+	}
 	if got, want := g.git(t, bare, "rev-parse", "refs/heads/agent/big"), g.git(t, a, "rev-parse", "HEAD"); got != want {
 		t.Fatalf("pushed big ref = %s, want %s", got, want)
 	}
@@ -457,7 +461,7 @@ func TestUnknownRepoAndBadPaths(t *testing.T) {
 
 func TestSetRepos(t *testing.T) {
 	requireGit(t)
-	s := &Server{Root: filepath.Join(t.TempDir(), "root")}
+	s := &Server{Root: filepath.Join(t.TempDir(), "root"), ScanCommand: []string{"/nonexistent/scanner"}}
 	for _, bad := range [][]Repo{
 		{{Name: ""}}, {{Name: "."}}, {{Name: ".."}}, {{Name: "a/b"}}, {{Name: "a b"}}, {{Name: "x"}, {Name: "x"}},
 		{{Name: "x", Push: []string{"main"}}}, {{Name: "x", Push: []string{"refs/heads/a?"}}},
@@ -470,6 +474,22 @@ func TestSetRepos(t *testing.T) {
 	}
 	if s.repos.Load() != nil {
 		t.Fatal("a failed SetRepos swapped the set")
+	}
+	// No scanner: a repository that takes pushes is refused, unless
+	// NoScan says pushes go unscanned; a read-only one needs none.
+	ns := &Server{Root: filepath.Join(t.TempDir(), "root")}
+	if err := ns.SetRepos([]Repo{{Name: "w", Push: []string{"refs/heads/*"}}}); err == nil || !strings.Contains(err.Error(), "no secret scanner") {
+		t.Fatalf("SetRepos without a scanner: %v", err)
+	}
+	if err := ns.SetRepos([]Repo{{Name: "ro"}}); err != nil {
+		t.Fatal(err)
+	}
+	ns.NoScan = true
+	if err := ns.SetRepos([]Repo{{Name: "w", Push: []string{"refs/heads/*"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ns.Root, "w.git", "hooks", "pre-receive")); !strings.Contains(string(b), ScanEnv+"=''\n") {
+		t.Fatalf("NoScan wrapper:\n%s", b)
 	}
 	if err := s.SetRepos([]Repo{{Name: "a.b_c-1", Push: []string{"refs/heads/*"}}, {Name: "ro"}}); err != nil {
 		t.Fatal(err)
@@ -486,6 +506,12 @@ func TestSetRepos(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(s.Root, "ro.git", PolicyFile)); string(b) != "refs/heads/x\n" {
 		t.Fatalf("policy = %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(s.Root, "ro.git", "info", "attributes")); !strings.Contains(string(b), "* !diff\n") {
+		t.Fatalf("info/attributes = %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(s.Root, "ro.git", "hooks", "pre-receive")); !strings.Contains(string(b), ScanEnv+"="+shellQuote(shellQuote("/nonexistent/scanner"))+"\n") {
+		t.Fatalf("pre-receive wrapper does not set %s:\n%s", ScanEnv, b)
 	}
 	if _, ok := (*s.repos.Load())["a.b_c-1"]; ok {
 		t.Fatal("undeclared repository still served")
@@ -504,13 +530,23 @@ func TestScripts(t *testing.T) {
 	hook := filepath.Join(dir, "it's a $HOME hook")
 	os.WriteFile(hook, []byte("#!/bin/sh\nprintf '%s\\n' \"$@\"\n"), 0o755)
 	w := filepath.Join(dir, "wrapper")
-	os.WriteFile(w, []byte(hookWrapper(hook, "r'e$po", "/x y/`p`")), 0o755)
+	os.WriteFile(w, []byte(hookWrapper(hook, "r'e$po", "/x y/`p`", "")), 0o755)
 	out, err := exec.Command(w).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := string(out), "r'e$po\n/x y/`p`\n"; got != want {
 		t.Fatalf("wrapper passed %q, want %q", got, want)
+	}
+	// The scanner command reaches the hook as ScanEnv, and eval gives back
+	// its words.
+	os.WriteFile(hook, []byte("#!/bin/sh\neval \"set -- $"+ScanEnv+"\"\nprintf '%s\\n' \"$@\"\n"), 0o755)
+	os.WriteFile(w, []byte(hookWrapper(hook, "r", "p", scanCommand([]string{"/it's a $HOME", "sidecar", "`x`"}))), 0o755)
+	if out, err = exec.Command(w).Output(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(out), "/it's a $HOME\nsidecar\n`x`\n"; got != want {
+		t.Fatalf("scan command came through as %q, want %q", got, want)
 	}
 }
 
@@ -521,6 +557,10 @@ func TestCustomHook(t *testing.T) {
 	hook := filepath.Join(t.TempDir(), "hook")
 	os.WriteFile(hook, []byte("#!/bin/sh\necho \"custom $1 $(cat \"$2\" | tr '\\n' ' ')\" >&2\necho \"second line\" >>\"$"+LogEnv+"\"\nexit 3\n"), 0o755)
 	g.srv.Hook = hook
+	if err := g.srv.SetRepos([]Repo{testRepo}); err == nil || !strings.Contains(err.Error(), "built-in pre-receive hook") {
+		t.Fatalf("SetRepos with a custom hook and a scanner: %v", err)
+	}
+	g.srv.NoScan = true
 	if err := g.srv.SetRepos([]Repo{testRepo}); err != nil {
 		t.Fatal(err)
 	}

@@ -73,10 +73,23 @@ type Server struct {
 	// FetchTimeout bounds each fetch from an upstream. Zero or negative:
 	// DefaultFetchTimeout.
 	FetchTimeout time.Duration
+	// ScanCommand is the program, with its leading arguments, that the
+	// pre-receive hook runs to scan each push for secrets once the push
+	// policy passed, before anything goes upstream: a program that runs
+	// ScanMain, such as {"/usr/local/bin/bottleform", "sidecar",
+	// "git-scan"}. Empty: SetRepos refuses every repository that takes
+	// pushes, unless NoScan is set.
+	ScanCommand []string
+	// NoScan takes pushes without scanning them for secrets, and
+	// ScanCommand is not used. Without it the gate fails closed: no
+	// scanner, no pushes. A custom Hook needs it, because the scan lives
+	// in the built-in policy script.
+	NoScan bool
 
-	repos atomic.Pointer[map[string]Repo]
-	mu    sync.Mutex // serializes SetRepos
-	locks sync.Map   // repo name -> chan struct{} (capacity 1): the upstream lock
+	repos    atomic.Pointer[map[string]Repo]
+	canaries atomic.Pointer[string] // CanariesEnv's value
+	mu       sync.Mutex             // serializes SetRepos
+	locks    sync.Map               // repo name -> chan struct{} (capacity 1): the upstream lock
 }
 
 // ValidName reports whether name may name a repository.
@@ -131,6 +144,19 @@ func (s *Server) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// SetCanaries sets the bottle's own secrets, name to value, that no push
+// may add (see ScanMain; values shorter than MinCanaryLen are ignored). It
+// copies m and takes effect from the next push; it may be called at any
+// time. The values reach the scanner only through the environment of a
+// push's git processes (CanariesEnv), never argv, disk or the log; Linux
+// limits one environment entry to 128 KiB, which bounds their total size.
+func (s *Server) SetCanaries(m map[string]string) {
+	v := canariesJSON(m)
+	s.canaries.Store(&v)
+}
+
+func (s *Server) scans() bool { return !s.NoScan && len(s.ScanCommand) > 0 }
+
 // SetRepos declares the repositories served: it validates them, creates
 // missing bare repositories with `git init --bare`, installs each one's
 // policy and pre-receive hook, and then swaps the set atomically. On error
@@ -165,6 +191,14 @@ func (s *Server) SetRepos(repos []Repo) error {
 				return fmt.Errorf("gitgate: repository %q: %w", r.Name, err)
 			}
 		}
+		if len(r.Push) > 0 && !s.NoScan {
+			if len(s.ScanCommand) == 0 {
+				return fmt.Errorf("gitgate: repository %q takes pushes, and the gate has no secret scanner (Server.ScanCommand); set one, or set Server.NoScan to take pushes unscanned", r.Name)
+			}
+			if hook != "" {
+				return fmt.Errorf("gitgate: repository %q takes pushes, and the secret scan needs the built-in pre-receive hook (Server.Hook must be empty, or Server.NoScan set)", r.Name)
+			}
+		}
 		if r.hasUpstream() {
 			if err := r.Upstream.validate(); err != nil {
 				return fmt.Errorf("gitgate: repository %q: %w", r.Name, err)
@@ -181,6 +215,10 @@ func (s *Server) SetRepos(repos []Repo) error {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return fmt.Errorf("gitgate: %w", err)
 	}
+	var scan string
+	if s.scans() {
+		scan = scanCommand(s.ScanCommand)
+	}
 	for _, r := range set {
 		dir := filepath.Join(root, r.Name+".git")
 		if _, err := os.Stat(filepath.Join(dir, "HEAD")); errors.Is(err, os.ErrNotExist) {
@@ -192,7 +230,7 @@ func (s *Server) SetRepos(repos []Repo) error {
 		} else if err != nil {
 			return fmt.Errorf("gitgate: %w", err)
 		}
-		if err := installPolicy(dir, hook, r); err != nil {
+		if err := installPolicy(dir, hook, scan, r); err != nil {
 			return err
 		}
 	}
@@ -396,8 +434,8 @@ func (s *Server) notFound(repos *map[string]Repo, seg string) string {
 // For a repository with an upstream, ServeHTTP has already fetched (for a
 // read) or passes upstream, the SSH transport's environment and UpstreamEnv,
 // through to the pre-receive hook, which pushes each accepted ref upstream
-// and refuses the push if that fails. The secret scan slots into the hook,
-// before the push.
+// and refuses the push if that fails. A push's environment also carries the
+// canaries (CanariesEnv) for the hook's secret scan, and nothing else does.
 func (s *Server) backend(w http.ResponseWriter, r *http.Request, rq *request, repo Repo, body io.Reader, contentLength string, upstream []string) {
 	root, _ := filepath.Abs(s.Root)
 	env := []string{
@@ -439,6 +477,13 @@ func (s *Server) backend(w http.ResponseWriter, r *http.Request, rq *request, re
 			f.Close()
 			defer os.Remove(hookLog)
 			env = append(env, LogEnv+"="+hookLog)
+		}
+		if s.scans() {
+			c := "{}"
+			if p := s.canaries.Load(); p != nil {
+				c = *p
+			}
+			env = append(env, CanariesEnv+"="+c)
 		}
 		env = append(env, upstream...)
 	}

@@ -22,14 +22,36 @@ import (
 )
 
 // testSSHEnv, set to 1, makes the test binary act as the SSH transport
-// (SSHMain), the way `bottleform sidecar git-ssh` will.
-const testSSHEnv = "BOTTLEFORM_GITGATE_TEST_SSH"
+// (SSHMain), the way `bottleform sidecar git-ssh` does; testScanEnv as the
+// secret scanner (ScanMain), the way `bottleform sidecar git-scan` does.
+const (
+	testSSHEnv  = "BOTTLEFORM_GITGATE_TEST_SSH"
+	testScanEnv = "BOTTLEFORM_GITGATE_TEST_SCAN"
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(testSSHEnv) == "1" {
 		os.Exit(SSHMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
+	if os.Getenv(testScanEnv) == "1" {
+		os.Exit(ScanMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	os.Exit(m.Run())
+}
+
+// testScanCommand is a Server.ScanCommand that runs this test binary as
+// the scanner.
+func testScanCommand(t *testing.T) []string {
+	t.Helper()
+	envBin, err := exec.LookPath("env")
+	if err != nil {
+		t.Skip("no env program")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{envBin, testScanEnv + "=1", exe}
 }
 
 // sshd is a loopback SSH server that serves git-upload-pack and
@@ -222,9 +244,10 @@ func newUpstreamGate(t *testing.T, edit func(*ugate, *Repo)) *ugate {
 
 	root := t.TempDir()
 	g.srv = &Server{
-		Root:       root,
-		Log:        slog.New(slog.NewJSONHandler(g.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		SSHCommand: []string{envBin, testSSHEnv + "=1", exe},
+		Root:        root,
+		Log:         slog.New(slog.NewJSONHandler(g.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		SSHCommand:  []string{envBin, testSSHEnv + "=1", exe},
+		ScanCommand: testScanCommand(t),
 	}
 	g.repo = Repo{
 		Name:     "repo",
