@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,9 @@ type bottleDecl struct {
 	agent          *resource.AgentSpec
 	env            map[string]resource.EnvVar
 	egress         map[string]resource.Route
+	// egressTLS is where each route's TLS mode is set (its tls attribute,
+	// else its block), for rules that need the whole merged bottle.
+	egressTLS      map[string]hcl.Range
 	git            map[string]resource.GitEntry
 	gitUser        *resource.GitUser
 	supervise      *bool
@@ -139,8 +143,12 @@ func (d *decoder) bottle(b *hcl.Block) *bottleDecl {
 				if bd.egress == nil {
 					bd.egress = map[string]resource.Route{}
 				}
-				if r, ok := d.egress(blk); ok {
+				if r, tlsAt, ok := d.egress(blk); ok {
 					bd.egress[r.Host] = r
+					if bd.egressTLS == nil {
+						bd.egressTLS = map[string]hcl.Range{}
+					}
+					bd.egressTLS[r.Host] = tlsAt
 				}
 			}
 		case "git":
@@ -433,23 +441,27 @@ func (d *decoder) agent(b *hcl.Block) *resource.AgentSpec {
 	return spec
 }
 
-func (d *decoder) egress(b *hcl.Block) (resource.Route, bool) {
+// egress decodes one egress block. tlsAt is where the block sets its TLS
+// mode: its tls attribute, or the block itself when it takes the default.
+func (d *decoder) egress(b *hcl.Block) (r resource.Route, tlsAt hcl.Range, ok bool) {
 	host := b.Labels[0]
-	r := resource.Route{Host: host, TLS: resource.TLSIntercept}
+	r = resource.Route{Host: host, TLS: resource.TLSIntercept}
+	tlsAt = b.DefRange
 	if msg := checkHost(host); msg != "" {
 		d.errorf(b.LabelRanges[0], "Invalid egress host", "%s", msg)
-		return r, false
+		return r, tlsAt, false
 	}
 	content, diags := b.Body.Content(egressSchema)
 	if !d.add(diags) {
-		return r, false
+		return r, tlsAt, false
 	}
-	ok := true
+	ok = true
 	if a, has := content.Attributes["role"]; has {
 		d.errorf(a.NameRange, "Unknown role", "Routes take no role: roles are reserved and none is defined. Remove the role attribute; provider routes are added by the agent block.")
 		ok = false
 	}
 	if a, has := content.Attributes["tls"]; has {
+		tlsAt = a.Range
 		if s, good := d.str(a); good {
 			if s != resource.TLSIntercept && s != resource.TLSPassthrough {
 				d.errorf(a.Expr.Range(), "Invalid tls mode", "tls must be \"intercept\" (the default: requests are inspected) or \"passthrough\" (bytes are spliced, only the host is checked).")
@@ -484,6 +496,17 @@ func (d *decoder) egress(b *hcl.Block) (resource.Route, bool) {
 			ok = false
 		}
 	}
+	if a, has := content.Attributes["methods"]; has {
+		if methods, good := d.methods(a); good {
+			r.Methods = methods
+			if r.TLS == resource.TLSPassthrough {
+				d.errorf(a.NameRange, "methods need interception", "Methods are checked on decrypted requests, so they cannot apply to a passthrough route. Remove tls = \"passthrough\" or remove methods.")
+				ok = false
+			}
+		} else {
+			ok = false
+		}
+	}
 	for i, blk := range content.Blocks {
 		if i > 0 {
 			d.errorf(blk.DefRange, "Duplicate auth block", "A route has at most one auth block.")
@@ -501,7 +524,38 @@ func (d *decoder) egress(b *hcl.Block) (resource.Route, bool) {
 		}
 		r.Auth = auth
 	}
-	return r, ok
+	return r, tlsAt, ok
+}
+
+// methods reads a route's methods: upper-case HTTP method names, sorted,
+// without repeats.
+func (d *decoder) methods(a *hcl.Attribute) ([]string, bool) {
+	var methods []string
+	if !d.value(a, cty.List(cty.String), &methods) {
+		return nil, false
+	}
+	if len(methods) == 0 {
+		d.errorf(a.Expr.Range(), "Empty methods", "methods = [] forwards no request at all. List the methods the route forwards, as in [\"GET\", \"POST\"], or remove methods to forward every method (on a forge host: GET, HEAD and OPTIONS).")
+		return nil, false
+	}
+	ok := true
+	for i, m := range methods {
+		if msg := checkMethod(m); msg != "" {
+			d.errorf(elemRange(a, i), "Invalid method", "%s", msg)
+			ok = false
+		}
+	}
+	sort.Strings(methods)
+	return slices.Compact(methods), ok
+}
+
+// elemRange is the range of element i of a list attribute written as a
+// list, else of the whole expression.
+func elemRange(a *hcl.Attribute, i int) hcl.Range {
+	if t, ok := a.Expr.(*hclsyntax.TupleConsExpr); ok && i < len(t.Exprs) {
+		return t.Exprs[i].Range()
+	}
+	return a.Expr.Range()
 }
 
 func (d *decoder) auth(b *hcl.Block) (*resource.RouteAuth, bool) {

@@ -287,3 +287,46 @@ func TestNoFiles(t *testing.T) {
 		t.Fatalf("diags = %v", diags)
 	}
 }
+
+// TestRouteMethods: methods are read sorted and without repeats, and a
+// forge host (a git upstream's host) takes an intercepted route, with or
+// without methods, in any spelling of the host.
+func TestRouteMethods(t *testing.T) {
+	dir := write(t, `
+bottle "a" {
+  image = "x"
+  git "app" {
+    upstream = "ssh://git@Gitea.Example.Test.:2222/owner/repo.git"
+    host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHbJ2bkzcbxpH0rwcv+ZwqRpGrwGg5d3Ar2T1mmZ8YRn"
+    key "file" { path = "id_app" }
+  }
+  egress "gitea.example.test" {
+    methods = ["POST", "GET", "HEAD", "GET"]
+  }
+  egress "api.example.test" {
+    tls = "passthrough"
+  }
+  egress "plain.example.test" {}
+}
+`)
+	cfg, _, diags := Load(dir, Options{})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	routes := map[string]resource.Route{}
+	for _, r := range cfg.Bottles["a"].Egress {
+		routes[r.Host] = r
+	}
+	if got := routes["gitea.example.test"].Methods; strings.Join(got, ",") != "GET,HEAD,POST" {
+		t.Errorf("methods = %q, want GET,HEAD,POST", got)
+	}
+	if got := routes["plain.example.test"].Methods; got != nil {
+		t.Errorf("unset methods = %q, want nil", got)
+	}
+	for _, bad := range []string{`"TRACE"`, `"CONNECT"`, `""`, `"GET/1"`} {
+		_, _, diags := Load(write(t, "bottle \"a\" {\n  image = \"x\"\n  egress \"h.test\" {\n    methods = ["+bad+"]\n  }\n}\n"), Options{})
+		if len(diags.Errs()) != 1 || diags[0].Summary != "Invalid method" {
+			t.Errorf("methods = [%s]: %v", bad, diags)
+		}
+	}
+}

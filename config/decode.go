@@ -46,7 +46,7 @@ var agentSchema = &hcl.BodySchema{
 }
 
 var egressSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "paths"}, {Name: "tls"}, {Name: "role"}, {Name: "allow_private_ip"}},
+	Attributes: []hcl.AttributeSchema{{Name: "paths"}, {Name: "methods"}, {Name: "tls"}, {Name: "role"}, {Name: "allow_private_ip"}},
 	Blocks:     []hcl.BlockHeaderSchema{{Type: "auth"}},
 }
 

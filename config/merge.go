@@ -94,6 +94,7 @@ func overlay(parent, child *bottleDecl) *bottleDecl {
 	}
 	m.env = mergeMap(parent.env, child.env)
 	m.egress = mergeMap(parent.egress, child.egress)
+	m.egressTLS = mergeMap(parent.egressTLS, child.egressTLS)
 	m.git = mergeMap(parent.git, child.git)
 	m.mcp = mergeMap(parent.mcp, child.mcp)
 	if parent.gitUser != nil || child.gitUser != nil {
@@ -195,7 +196,30 @@ func (d *decoder) finish(bd *bottleDecl) *resource.Bottle {
 		b.Resources.Memory, b.Resources.MemoryText = *bd.memory, bd.memoryText
 	}
 	d.checkHost(bd, b)
+	d.checkForgeRoutes(bd, b)
 	return b
+}
+
+// checkForgeRoutes refuses a passthrough route to a host that is a git
+// upstream of the bottle (a forge host): the gateway keeps writes to a
+// forge's HTTP API out by their method, which it cannot see in a tunnel it
+// does not decrypt, and the git gate is to be the only way to write.
+func (d *decoder) checkForgeRoutes(bd *bottleDecl, b *resource.Bottle) {
+	forge := map[string]string{} // host key -> git entry name
+	for _, g := range b.Git {
+		if _, ok := forge[hostKey(g.Host)]; !ok {
+			forge[hostKey(g.Host)] = g.Name
+		}
+	}
+	for _, r := range b.Egress {
+		name, ok := forge[hostKey(r.Host)]
+		if !ok || r.TLS != resource.TLSPassthrough {
+			continue
+		}
+		d.errorf(bd.egressTLS[r.Host], "Passthrough to a forge host",
+			"%s is the upstream of git %q, and a passthrough route would let the agent write to the forge through its HTTP API, bypassing the git gate's push policy and secret scan: the gateway cannot see the methods of requests it does not decrypt. Remove tls = \"passthrough\" (the route then forwards GET, HEAD and OPTIONS only), and grant writes with methods = [...] if the agent needs them.",
+			r.Host, name)
+	}
 }
 
 // checkHost checks, when asked to, that the host has what the bottle's

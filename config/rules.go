@@ -91,6 +91,39 @@ func checkHost(h string) string {
 	return ""
 }
 
+// checkMethod validates one entry of a route's methods; it returns a
+// message, or "".
+func checkMethod(m string) string {
+	switch {
+	case m == "":
+		return "A method is empty; give method names such as \"GET\" or \"POST\"."
+	case strings.ContainsFunc(m, func(r rune) bool { return !isMethodChar(r) }):
+		return fmt.Sprintf("%q is not an HTTP method: a method is one word of letters, as in \"GET\", \"POST\" or \"PATCH\".", m)
+	case m != strings.ToUpper(m):
+		return fmt.Sprintf("%q is not upper case; methods are written in upper case: %q.", m, strings.ToUpper(m))
+	case m == "CONNECT" || m == "TRACE" || m == "TRACK":
+		return fmt.Sprintf("The gateway never forwards %s requests; remove %q.", m, m)
+	}
+	return ""
+}
+
+// isMethodChar reports whether r may appear in an HTTP method (an RFC 9110
+// token character).
+func isMethodChar(r rune) bool {
+	return 'A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)
+}
+
+// hostKey is a host name or address in the one spelling two names of the
+// same host share: lower case, without brackets or a trailing dot, an
+// address in canonical form.
+func hostKey(h string) string {
+	h = strings.TrimSuffix(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")), ".")
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.WithZone("").Unmap().String()
+	}
+	return h
+}
+
 // checkRefPattern validates a push ref pattern. A leading '+' allows
 // force-pushes to the refs it matches.
 func checkRefPattern(p string) string {

@@ -345,6 +345,70 @@ func TestSecuritySummary(t *testing.T) {
 	}
 }
 
+// TestSecurityForge: a route to a git upstream's host (a forge host) is
+// read-only unless it lists write methods, and the summary says so, and
+// says when that changes because the git entry came or went.
+func TestSecurityForge(t *testing.T) {
+	forgeRoute := func(body string) string {
+		return strings.Replace(base, `prompt =`, "egress \"gitea.acme.dev\" {\n"+body+"\n}\n  prompt =", 1)
+	}
+	noGit := func(src string) string {
+		end := "push = [\"refs/heads/agent/*\"]\n  }\n"
+		i, j := strings.Index(src, "  git \"app\" {"), strings.Index(src, end)+len(end)
+		return src[:i] + src[j:]
+	}
+	live := applied(mustDiff(t, load(t, base), nil), nil)
+	liveForge := applied(mustDiff(t, load(t, forgeRoute("")), nil), nil)
+	liveWrite := applied(mustDiff(t, load(t, forgeRoute(`methods = ["GET", "POST"]`)), nil), nil)
+	liveNoGit := applied(mustDiff(t, load(t, noGit(forgeRoute(""))), nil), nil)
+	tests := []struct {
+		name  string
+		prior *state.State
+		src   string
+		want  []string
+	}{
+		{"forge route is read-only by default", live, forgeRoute(""), []string{
+			"bottle rev gains egress to gitea.acme.dev",
+			"bottle rev's egress to the forge gitea.acme.dev is read-only (GET, HEAD, OPTIONS): it is a git upstream of the bottle, so writes go through the git gate",
+		}},
+		{"forge route granting writes", live, forgeRoute(`methods = ["PUT", "GET", "POST"]`), []string{
+			"bottle rev gains egress to gitea.acme.dev, limited to methods GET, POST, PUT",
+			"bottle rev can write to the forge gitea.acme.dev through its HTTP API (POST, PUT), bypassing the git gate's push policy and secret scan",
+		}},
+		{"writes added to a read-only forge route", liveForge, forgeRoute(`methods = ["GET", "POST"]`), []string{
+			"bottle rev can write to the forge gitea.acme.dev through its HTTP API (POST), bypassing the git gate's push policy and secret scan",
+		}},
+		{"writes removed", liveWrite, forgeRoute(""), []string{
+			"bottle rev can no longer write to the forge gitea.acme.dev through its HTTP API",
+			"bottle rev's egress to the forge gitea.acme.dev is read-only (GET, HEAD, OPTIONS): it is a git upstream of the bottle, so writes go through the git gate",
+		}},
+		{"unchanged forge route says nothing", liveWrite, forgeRoute(`methods = ["GET", "POST"]`), nil},
+		{"git entry added makes a route read-only", liveNoGit, forgeRoute(""), []string{
+			"bottle rev's egress to the forge gitea.acme.dev is read-only (GET, HEAD, OPTIONS): it is a git upstream of the bottle, so writes go through the git gate",
+			"bottle rev may clone and fetch gitea.acme.dev:2222/acme/app through the git gate, and push refs/heads/agent/*",
+		}},
+		{"git entry removed widens the route", liveForge, noGit(forgeRoute("")), []string{
+			"bottle rev's egress to gitea.acme.dev now allows every method: it is no longer a git upstream of the bottle",
+			"bottle rev loses git access to gitea.acme.dev:2222/acme/app",
+		}},
+		{"methods on another host", live, strings.Replace(base, `prompt =`, "egress \"pypi.org\" {\n methods = [\"GET\"]\n}\n  prompt =", 1), []string{
+			"bottle rev gains egress to pypi.org, limited to methods GET",
+		}},
+		{"methods removed from another host", applied(mustDiff(t, load(t, strings.Replace(base, `paths = ["/repos/acme/app/"]`, `paths = ["/repos/acme/app/"]
+    methods = ["GET"]`, 1)), nil), nil), base, []string{
+			"bottle rev's egress to api.github.com is no longer limited to methods (was GET): every method is allowed",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustDiff(t, load(t, tt.src), tt.prior)
+			if !reflect.DeepEqual(p.Security, tt.want) {
+				t.Errorf("security:\n%q\nwant\n%q", p.Security, tt.want)
+			}
+		})
+	}
+}
+
 func mustDiff(t *testing.T, cfg *config.File, prior *state.State) *Plan {
 	t.Helper()
 	p, err := Diff(cfg, prior, nil, Options{})

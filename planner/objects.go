@@ -87,6 +87,9 @@ func Objects(b *resource.Bottle) []resource.Object {
 		if len(r.Paths) > 0 {
 			attrs["paths"] = resource.Strings(r.Paths)
 		}
+		if len(r.Methods) > 0 {
+			attrs["methods"] = resource.Strings(r.Methods)
+		}
 		if r.Auth != nil {
 			// The slot is wiring, not meaning: it is left out so that
 			// adding a route never shows as a change to another.

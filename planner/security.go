@@ -2,6 +2,9 @@ package planner
 
 import (
 	"fmt"
+	"net/netip"
+	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/bottleform/bottleform/resource"
@@ -13,14 +16,23 @@ import (
 // plan as for a fresh one.
 func security(p *Plan) []string {
 	var out []string
+	forgeBefore, forgeAfter := forgeHosts(p)
 	for _, c := range p.Changes {
+		b := c.Addr.Bottle
+		if c.Addr.Kind == resource.KindEgress {
+			// A route's methods depend on the bottle's git upstreams too,
+			// so a route may say something when only those changed.
+			fb, fa := forgeBefore[b][hostKey(c.Addr.Key)], forgeAfter[b][hostKey(c.Addr.Key)]
+			if c.Action.Changes() {
+				out = append(out, egressSecurity(b, c, fb || fa)...)
+			}
+			out = append(out, forgeSecurity(b, c, fb, fa)...)
+			continue
+		}
 		if !c.Action.Changes() {
 			continue
 		}
-		b := c.Addr.Bottle
 		switch c.Addr.Kind {
-		case resource.KindEgress:
-			out = append(out, egressSecurity(b, c)...)
 		case resource.KindGit:
 			out = append(out, gitSecurity(b, c)...)
 		case resource.KindDeployKey:
@@ -58,7 +70,10 @@ func list(a resource.Attrs, name string) []string {
 	return out
 }
 
-func egressSecurity(b string, c Change) []string {
+// egressSecurity says what a changed route grants; forge is set when its
+// host is a git upstream of the bottle before or after, and forgeSecurity
+// then speaks for its methods.
+func egressSecurity(b string, c Change, forge bool) []string {
 	host := c.Addr.Key
 	switch c.Action {
 	case Delete:
@@ -99,6 +114,21 @@ func egressSecurity(b string, c Change) []string {
 			out = append(out, fmt.Sprintf("bottle %s's egress to %s may no longer resolve to a private address", b, host))
 		}
 	}
+	if bm, am := list(before, "methods"), list(after, "methods"); !forge && !slices.Equal(bm, am) {
+		switch {
+		case len(am) == 0:
+			out = append(out, fmt.Sprintf("bottle %s's egress to %s is no longer limited to methods (was %s): every method is allowed", b, host, strings.Join(bm, ", ")))
+		case len(bm) == 0:
+			out = append(out, fmt.Sprintf("bottle %s's egress to %s is now limited to methods %s", b, host, strings.Join(am, ", ")))
+		default:
+			if added := minus(am, bm); len(added) > 0 {
+				out = append(out, fmt.Sprintf("bottle %s's egress to %s now allows methods %s", b, host, strings.Join(added, ", ")))
+			}
+			if removed := minus(bm, am); len(removed) > 0 {
+				out = append(out, fmt.Sprintf("bottle %s's egress to %s no longer allows methods %s", b, host, strings.Join(removed, ", ")))
+			}
+		}
+	}
 	bp, ap := list(before, "paths"), list(after, "paths")
 	switch {
 	case len(ap) == 0 && len(bp) > 0:
@@ -137,7 +167,93 @@ func routeTerms(a resource.Attrs) string {
 	if paths := list(a, "paths"); len(paths) > 0 {
 		s += ", limited to paths " + strings.Join(paths, ", ")
 	}
+	if methods := list(a, "methods"); len(methods) > 0 {
+		s += ", limited to methods " + strings.Join(methods, ", ")
+	}
 	return s
+}
+
+// readMethods are what a route to a forge host forwards when it lists no
+// methods: the gateway's default there (sidecar/egress).
+var readMethods = []string{"GET", "HEAD", "OPTIONS"}
+
+// forgeHosts returns, by bottle, the hosts of its git upstreams (forge
+// hosts) before the plan (recorded) and after it (configured).
+func forgeHosts(p *Plan) (before, after map[string]map[string]bool) {
+	before, after = map[string]map[string]bool{}, map[string]map[string]bool{}
+	add := func(m map[string]map[string]bool, b string, a resource.Attrs) {
+		u, err := url.Parse(str(a, "upstream"))
+		if a == nil || err != nil || u.Hostname() == "" {
+			return
+		}
+		if m[b] == nil {
+			m[b] = map[string]bool{}
+		}
+		m[b][hostKey(u.Hostname())] = true
+	}
+	for _, c := range p.Changes {
+		if c.Addr.Kind != resource.KindGit {
+			continue
+		}
+		add(before, c.Addr.Bottle, c.Before)
+		add(after, c.Addr.Bottle, c.After)
+	}
+	return before, after
+}
+
+// hostKey is a host in the one spelling two names of the same host share
+// (lower case, no brackets or trailing dot, an address in canonical form),
+// as the gateway compares them.
+func hostKey(h string) string {
+	h = strings.TrimSuffix(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")), ".")
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.WithZone("").Unmap().String()
+	}
+	return h
+}
+
+// forgeMethods are the methods a route's attributes forward on a forge
+// host: its methods, else readMethods.
+func forgeMethods(a resource.Attrs) []string {
+	if m := list(a, "methods"); len(m) > 0 {
+		return m
+	}
+	return readMethods
+}
+
+// forgeSecurity speaks for the methods of a route to a forge host, which
+// the gateway limits to reads unless the route lists writes: it says when
+// the route starts or stops granting writes to the forge's HTTP API past
+// the git gate, when it becomes read-only, and when it stops being
+// read-only because the host is no longer a git upstream. wasForge and
+// isForge say whether the host is a git upstream before and after.
+func forgeSecurity(b string, c Change, wasForge, isForge bool) []string {
+	host := c.Addr.Key
+	var bw, aw []string // write methods granted on the forge before and after
+	if c.Before != nil && wasForge {
+		bw = minus(forgeMethods(c.Before), readMethods)
+	}
+	if c.After != nil && isForge {
+		aw = minus(forgeMethods(c.After), readMethods)
+	}
+	var out []string
+	switch {
+	case len(aw) > 0 && !slices.Equal(aw, bw):
+		out = append(out, fmt.Sprintf("bottle %s can write to the forge %s through its HTTP API (%s), bypassing the git gate's push policy and secret scan",
+			b, host, strings.Join(aw, ", ")))
+	case len(bw) > 0 && len(aw) == 0 && c.After != nil && isForge:
+		out = append(out, fmt.Sprintf("bottle %s can no longer write to the forge %s through its HTTP API", b, host))
+	}
+	wasReadOnly := c.Before != nil && wasForge && len(list(c.Before, "methods")) == 0
+	switch {
+	case c.After == nil:
+	case isForge && len(list(c.After, "methods")) == 0 && !wasReadOnly:
+		out = append(out, fmt.Sprintf("bottle %s's egress to the forge %s is read-only (GET, HEAD, OPTIONS): it is a git upstream of the bottle, so writes go through the git gate",
+			b, host))
+	case !isForge && wasReadOnly:
+		out = append(out, fmt.Sprintf("bottle %s's egress to %s now allows every method: it is no longer a git upstream of the bottle", b, host))
+	}
+	return out
 }
 
 // authText renders a route's auth attribute as "Bearer secret.github", or "".

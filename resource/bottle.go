@@ -71,10 +71,16 @@ type EnvVar struct {
 
 // Route is one egress route.
 type Route struct {
-	Host  string     `json:"host"`
-	TLS   string     `json:"tls"`
-	Paths []string   `json:"paths,omitempty"`
-	Auth  *RouteAuth `json:"auth,omitempty"`
+	Host  string   `json:"host"`
+	TLS   string   `json:"tls"`
+	Paths []string `json:"paths,omitempty"`
+	// Methods are the HTTP methods forwarded on the route, upper case and
+	// sorted; empty forwards every method, except on a host that is a git
+	// upstream of the bottle (a forge host), where it forwards only GET,
+	// HEAD and OPTIONS: writes to a forge go through the git gate unless
+	// the route lists them.
+	Methods []string   `json:"methods,omitempty"`
+	Auth    *RouteAuth `json:"auth,omitempty"`
 	// Owner is empty for a declared route and the provider's name for a
 	// route the agent provider owns.
 	Owner string `json:"owner,omitempty"`

@@ -30,24 +30,31 @@ func bypassPolicy() Policy {
 			{Host: "meta.test", TLS: TLSIntercept, AllowPrivate: true},
 			{Host: "alibaba.test", TLS: TLSIntercept, AllowPrivate: true},
 			{Host: "nat64.test", TLS: TLSIntercept, AllowPrivate: true},
+			{Host: "forge.test", TLS: TLSIntercept},
+			{Host: "forgerw.test", TLS: TLSIntercept, Methods: []string{"GET", "POST"}},
+			{Host: "forgepass.test", TLS: TLSPassthrough},
 		},
-		Slots: map[string]string{tokenSlot: realToken},
+		Slots:      map[string]string{tokenSlot: realToken},
+		ForgeHosts: []string{"forge.test", "forgerw.test", "forgepass.test"},
 	}
 }
 
 var bypassNames = map[string][]netip.Addr{
-	"api.test":     {public},
-	"other.test":   {public},
-	"plain.test":   {public},
-	"kite.test":    {public},
-	"missing.test": {public},
-	"rebind.test":  addrs("127.0.0.1"),
-	"private.test": addrs("10.1.2.3"),
-	"mixed.test":   addrs("198.51.100.8", "192.168.1.10"),
-	"mapped.test":  addrs("::ffff:127.0.0.1"),
-	"meta.test":    addrs("169.254.169.254"),
-	"alibaba.test": addrs("100.100.100.200"),
-	"nat64.test":   addrs("64:ff9b::a9fe:a9fe"),
+	"api.test":       {public},
+	"other.test":     {public},
+	"plain.test":     {public},
+	"kite.test":      {public},
+	"missing.test":   {public},
+	"rebind.test":    addrs("127.0.0.1"),
+	"private.test":   addrs("10.1.2.3"),
+	"mixed.test":     addrs("198.51.100.8", "192.168.1.10"),
+	"mapped.test":    addrs("::ffff:127.0.0.1"),
+	"meta.test":      addrs("169.254.169.254"),
+	"alibaba.test":   addrs("100.100.100.200"),
+	"nat64.test":     addrs("64:ff9b::a9fe:a9fe"),
+	"forge.test":     {public},
+	"forgerw.test":   {public},
+	"forgepass.test": {public},
 }
 
 func connect(authority string) string {
@@ -194,6 +201,38 @@ func TestBypass(t *testing.T) {
 		{"TRACE inside a tunnel", inTunnel("api.test:443", "api.test", "TRACE /repos/acme/app/ HTTP/1.1\r\nHost: api.test\r\n\r\n"), 405, "method"},
 		{"TRACK over plain http", raw("TRACK http://plain.test/ HTTP/1.1\r\nHost: plain.test\r\n\r\n"), 405, "method"},
 		{"CONNECT nested in a tunnel", inTunnel("plain.test:443", "plain.test", connect("plain.test:443")), 405, "method"},
+
+		// Writes to a forge host's HTTP API, past the git gate.
+		{"forge write API: POST on a route without methods", inTunnel("forge.test:443", "forge.test",
+			"POST /api/v1/repos/owner/repo/contents/x HTTP/1.1\r\nHost: forge.test\r\nContent-Length: 2\r\n\r\n{}"), 405, "forge_write"},
+		{"forge write API: lower-case delete", inTunnel("forge.test:443", "forge.test",
+			"delete /api/v1/repos/owner/repo HTTP/1.1\r\nHost: forge.test\r\n\r\n"), 405, "forge_write"},
+		{"forge write API: PATCH over plain http", raw("PATCH http://forge.test/api/v1/repos/owner/repo HTTP/1.1\r\nHost: forge.test\r\nContent-Length: 0\r\n\r\n"), 405, "forge_write"},
+		{"forge write API: POST over HTTP/2", func(t *testing.T, e *env) result {
+			resp, err := e.client(nil, true).Post("https://forge.test/api/v1/repos/owner/repo/pulls", "application/json", strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.ProtoMajor != 2 {
+				t.Errorf("HTTP/%d, want 2", resp.ProtoMajor)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			return result{resp.StatusCode, string(b)}
+		}, 405, "forge_write"},
+		{"forge write API: PUT beyond the route's methods", inTunnel("forgerw.test:443", "forgerw.test",
+			"PUT /api/v1/repos/owner/repo/contents/x HTTP/1.1\r\nHost: forgerw.test\r\nContent-Length: 0\r\n\r\n"), 405, "forge_write"},
+		{"forge write API: X-HTTP-Method-Override on a GET", inTunnel("forge.test:443", "forge.test",
+			get("/api/v1/repos/owner/repo", "forge.test", "X-HTTP-Method-Override: DELETE\r\n")), 405, "forge_write"},
+		{"forge write API: X_HTTP_Method spelled with underscores", inTunnel("forge.test:443", "forge.test",
+			get("/api/v1/repos/owner/repo", "forge.test", "X_HTTP_Method: PATCH\r\n")), 405, "forge_write"},
+		{"forge write API: X-Method-Override: delete on a granted POST", inTunnel("forgerw.test:443", "forgerw.test",
+			"POST /api/v1/repos/owner/repo HTTP/1.1\r\nHost: forgerw.test\r\nX-Method-Override: delete\r\nContent-Length: 0\r\n\r\n"), 405, "forge_write"},
+		{"forge write API: _method=DELETE on a granted POST", inTunnel("forgerw.test:443", "forgerw.test",
+			"POST /api/v1/repos/owner/repo?_method=DELETE HTTP/1.1\r\nHost: forgerw.test\r\nContent-Length: 0\r\n\r\n"), 405, "forge_write"},
+		{"passthrough tunnel to a forge host", raw(connect("forgepass.test:443")), 403, "forge_passthrough"},
+		{"git push to a forge host that grants POST", inTunnel("forgerw.test:443", "forgerw.test",
+			"POST /owner/repo.git/git-receive-pack HTTP/1.1\r\nHost: forgerw.test\r\nContent-Length: 4\r\n\r\n0000"), 403, "git_push"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -35,6 +36,9 @@ const (
 	reasonCredentialMissing   reason = 18
 	reasonNotTLS              reason = 19
 	reasonUpstream            reason = 20
+	reasonMethodNotGranted    reason = 21
+	reasonForgeWrite          reason = 22
+	reasonForgePassthrough    reason = 23
 )
 
 // reasonInfo is what a refusal says: its code, HTTP status, the words of
@@ -85,6 +89,14 @@ var reasons = [...]reasonInfo{
 		"tell the person running this bottle to run `bottleform apply`"},
 	reasonNotTLS:   {"not_tls", http.StatusBadRequest, "the tunnel did not start with a TLS handshake the gateway accepts", "use TLS inside CONNECT tunnels"},
 	reasonUpstream: {"upstream_error", http.StatusBadGateway, "the host did not answer", "try again later"},
+	reasonMethodNotGranted: {"method_not_granted", http.StatusMethodNotAllowed,
+		"method not granted: the route forwards only some methods to this host", remedyAsk},
+	reasonForgeWrite: {"forge_write", http.StatusMethodNotAllowed,
+		"the host is a git upstream of this bottle (a forge), and its route does not grant this write method: writes through the forge's HTTP API would bypass the git gate's push policy and secret scan",
+		"push with git to the bottle's git remote, where the git gate checks the push; for another write, " + remedyAsk},
+	reasonForgePassthrough: {"forge_passthrough", http.StatusForbidden,
+		"the host is a git upstream of this bottle (a forge), and its route passes TLS through, so the gateway could not keep writes to the forge's HTTP API out",
+		"push with git to the bottle's git remote; to reach the host, tell the person running this bottle to remove tls = \"passthrough\" from its route"},
 }
 
 func (r reason) String() string { return reasons[r].code }
@@ -125,6 +137,11 @@ type ask struct {
 	// query (kindHTTP, kindTunnel).
 	Path  string
 	Query string
+	// Overrides are the values of the request's method-override headers
+	// (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, in any
+	// spelling; see methodOverrides), which some servers obey in place of
+	// the method (kindHTTP, kindTunnel).
+	Overrides []string
 }
 
 // verdict is decide's answer. Route and Host are set when the host matched
@@ -135,6 +152,9 @@ type verdict struct {
 	Route  *route
 	// Host is the normalized target host ("" if there is none).
 	Host string
+	// Method is, for a refused method, the method refused in upper case:
+	// the request's own or one it asks for through a method override.
+	Method string
 }
 
 // decide is the gateway's policy, a pure function of the policy in force
@@ -189,6 +209,10 @@ func decide(p *policy, a ask) verdict {
 		return v
 	}
 	if a.Kind == kindConnect {
+		if r.forge && r.TLS == TLSPassthrough {
+			v.Reason = reasonForgePassthrough
+			return v
+		}
 		v.Allow = true
 		return v
 	}
@@ -222,6 +246,12 @@ func decide(p *policy, a ask) verdict {
 		v.Reason = reasonGitPush
 		return v
 	}
+	for _, m := range askedMethods(a) {
+		if why := r.method(m); why != reasonGranted {
+			v.Reason, v.Method = why, asciiUpper(m)
+			return v
+		}
+	}
 	if !pathGranted(r.Paths, prefixForm) {
 		v.Reason = reasonPathNotGranted
 		return v
@@ -238,6 +268,47 @@ func decide(p *policy, a ask) verdict {
 	}
 	v.Allow = true
 	return v
+}
+
+// askedMethods are the methods a request may be read as: its own, each
+// comma-separated element of its method-override headers, and each
+// _method query parameter (which frameworks such as Rails and Symfony
+// obey on a POST). A server obeying an override it was not checked for
+// would turn a granted read into a write.
+func askedMethods(a ask) []string {
+	out := []string{a.Method}
+	for _, v := range a.Overrides {
+		for m := range strings.SplitSeq(v, ",") {
+			if m = strings.Trim(m, " \t"); m != "" {
+				out = append(out, m)
+			}
+		}
+	}
+	for pair := range strings.FieldsFuncSeq(a.Query, func(r rune) bool { return r == '&' || r == ';' }) {
+		k, val, _ := strings.Cut(pair, "=")
+		if asciiLower(lenientUnescape(k)) == "_method" {
+			if m := strings.Trim(lenientUnescape(val), " \t"); m != "" {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+// method decides one method a request asks for on route r: TRACE, TRACK
+// and CONNECT never; else a method the route forwards, compared in ASCII
+// upper case (so "post" and "Post" are POST).
+func (r *route) method(m string) reason {
+	m = asciiUpper(m)
+	switch {
+	case m == "TRACE" || m == "TRACK" || m == http.MethodConnect:
+		return reasonMethod
+	case r.methods == nil || slices.Contains(r.methods, m):
+		return reasonGranted
+	case r.forge && !slices.Contains(readMethods, m):
+		return reasonForgeWrite
+	}
+	return reasonMethodNotGranted
 }
 
 // splitTarget splits host[:port]; the port, if any, must be decimal digits.
@@ -485,6 +556,31 @@ func lenientUnescape(s string) string {
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// canonicalHost is a host as routes are keyed: normalized, an address
+// literal in canonical form.
+func canonicalHost(h string) (string, bool) {
+	host, ok := normalizeHost(h)
+	if !ok {
+		return "", false
+	}
+	if a, lit, valid := parseIPLiteral(host); lit {
+		return a.String(), valid
+	}
+	return host, true
+}
+
+// asciiUpper upper-cases ASCII letters only, so that no Unicode case
+// mapping ('ſ' upper-cases to 'S') can make a method meet another.
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		}
+	}
+	return string(b)
 }
 
 // asciiLower lower-cases ASCII letters only, keeping every byte offset.

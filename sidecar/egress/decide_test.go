@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -26,7 +27,15 @@ func decidePolicy(t testing.TB) *policy {
 		Route{Host: "Mixed.Case.Test.", TLS: TLSIntercept},
 		Route{Host: "gitlab.test", TLS: TLSIntercept, Paths: []string{"/api/v4/projects/acme%2Fapp/"}},
 		Route{Host: "empty.test", TLS: TLSIntercept, AuthScheme: "token", TokenSlot: "EMPTY"},
+		// Forge hosts: git upstreams of the bottle.
+		Route{Host: "gitea.test", TLS: TLSIntercept, AuthScheme: "token", TokenSlot: tokenSlot},
+		Route{Host: "forge-rw.test", TLS: TLSIntercept, Methods: []string{"GET", "post"}},
+		Route{Host: "forge-pass.test", TLS: TLSPassthrough},
+		Route{Host: "10.0.0.9", TLS: TLSIntercept},
+		// Not a forge host, with methods.
+		Route{Host: "readonly.test", TLS: TLSIntercept, Methods: []string{"GET", "HEAD"}},
 	)
+	p.ForgeHosts = []string{"Gitea.Test.", "forge-rw.test", "forge-pass.test", "0x0a.0.0.9", "not a host", "unrouted.test"}
 	return mustCompile(t, p)
 }
 
@@ -34,6 +43,14 @@ func TestDecide(t *testing.T) {
 	p := decidePolicy(t)
 	tunnel := func(host, method, path string) ask {
 		return ask{Kind: kindTunnel, Method: method, Target: host + ":443", Authority: host, SNI: host, Path: path}
+	}
+	override := func(a ask, values ...string) ask {
+		a.Overrides = values
+		return a
+	}
+	query := func(a ask, q string) ask {
+		a.Query = q
+		return a
 	}
 	for _, c := range []struct {
 		name  string
@@ -88,6 +105,51 @@ func TestDecide(t *testing.T) {
 		{"gitlab encoded slash granted", tunnel("gitlab.test", "GET", "/api/v4/projects/acme%2Fapp/issues"), true, reasonGranted},
 		{"gitlab decoded slash not granted", tunnel("gitlab.test", "GET", "/api/v4/projects/acme/app/issues"), false, reasonPathNotGranted},
 		{"empty slot", tunnel("empty.test", "GET", "/"), false, reasonCredentialMissing},
+
+		// Forge hosts are read-only unless the route grants writes.
+		{"forge GET", tunnel("gitea.test", "GET", "/api/v1/repos/owner/repo"), true, reasonGranted},
+		{"forge HEAD", tunnel("gitea.test", "HEAD", "/api/v1/repos/owner/repo"), true, reasonGranted},
+		{"forge OPTIONS", tunnel("gitea.test", "OPTIONS", "/api/v1/repos/owner/repo"), true, reasonGranted},
+		{"forge GET lower case", tunnel("gitea.test", "get", "/api/v1/repos/owner/repo"), true, reasonGranted},
+		{"forge POST by default", tunnel("gitea.test", "POST", "/api/v1/repos/owner/repo/contents/x"), false, reasonForgeWrite},
+		{"forge PUT by default", tunnel("gitea.test", "PUT", "/api/v1/repos/owner/repo/contents/x"), false, reasonForgeWrite},
+		{"forge PATCH by default", tunnel("gitea.test", "PATCH", "/api/v1/repos/owner/repo"), false, reasonForgeWrite},
+		{"forge DELETE by default", tunnel("gitea.test", "DELETE", "/api/v1/repos/owner/repo/branches/main"), false, reasonForgeWrite},
+		{"forge post lower case", tunnel("gitea.test", "post", "/api/v1/repos/owner/repo/pulls"), false, reasonForgeWrite},
+		{"forge Post mixed case", tunnel("gitea.test", "Post", "/api/v1/repos/owner/repo/pulls"), false, reasonForgeWrite},
+		{"forge unknown method", tunnel("gitea.test", "PROPFIND", "/"), false, reasonForgeWrite},
+		{"forge method with a Unicode letter", tunnel("gitea.test", "GEť", "/"), false, reasonForgeWrite},
+		{"forge host in another spelling", ask{Kind: kindTunnel, Method: "POST", Target: "GITEA.test.:443", Authority: "gitea.TEST", Path: "/api/v1/x"}, false, reasonForgeWrite},
+		{"forge POST over plain http", ask{Kind: kindHTTP, Method: "POST", Scheme: "http", Target: "forge-pass.test", Path: "/api/v1/x"}, false, reasonForgeWrite},
+		{"forge GET over plain http", ask{Kind: kindHTTP, Method: "GET", Scheme: "http", Target: "forge-pass.test", Path: "/api/v1/x"}, true, reasonGranted},
+		{"forge address literal POST", tunnel("10.0.0.9", "POST", "/api/v1/x"), false, reasonForgeWrite},
+		{"forge receive-pack stays git_push", tunnel("forge-rw.test", "POST", "/owner/repo.git/git-receive-pack"), false, reasonGitPush},
+		{"forge passthrough CONNECT", ask{Kind: kindConnect, Method: "CONNECT", Target: "forge-pass.test:443"}, false, reasonForgePassthrough},
+		{"forge intercept CONNECT", ask{Kind: kindConnect, Method: "CONNECT", Target: "gitea.test:443"}, true, reasonGranted},
+		{"forge POST granted by methods", tunnel("forge-rw.test", "POST", "/api/v1/repos/owner/repo/pulls"), true, reasonGranted},
+		{"forge post granted by methods", tunnel("forge-rw.test", "post", "/api/v1/repos/owner/repo/pulls"), true, reasonGranted},
+		{"forge PUT not in methods", tunnel("forge-rw.test", "PUT", "/api/v1/repos/owner/repo/contents/x"), false, reasonForgeWrite},
+		{"forge HEAD not in methods", tunnel("forge-rw.test", "HEAD", "/"), false, reasonMethodNotGranted},
+		{"non-forge POST", tunnel("plain.test", "POST", "/api/v1/x"), true, reasonGranted},
+		{"non-forge DELETE", tunnel("mixed.case.test", "DELETE", "/x"), true, reasonGranted},
+		{"non-forge methods refuse POST", tunnel("readonly.test", "POST", "/x"), false, reasonMethodNotGranted},
+		{"non-forge methods allow HEAD", tunnel("readonly.test", "HEAD", "/x"), true, reasonGranted},
+
+		// Method overrides must not smuggle a write.
+		{"override DELETE on a forge GET", override(tunnel("gitea.test", "GET", "/api/v1/repos/owner/repo"), "DELETE"), false, reasonForgeWrite},
+		{"override put on a forge POST", override(tunnel("forge-rw.test", "POST", "/api/v1/x"), "put"), false, reasonForgeWrite},
+		{"override in a list", override(tunnel("gitea.test", "GET", "/"), "GET, PATCH"), false, reasonForgeWrite},
+		{"override in a second header", override(tunnel("gitea.test", "GET", "/"), "GET", " delete "), false, reasonForgeWrite},
+		{"override GET on a forge GET", override(tunnel("gitea.test", "GET", "/"), "GET"), true, reasonGranted},
+		{"override POST granted by methods", override(tunnel("forge-rw.test", "GET", "/"), "POST"), true, reasonGranted},
+		{"empty override", override(tunnel("gitea.test", "GET", "/"), " "), true, reasonGranted},
+		{"override TRACE anywhere", override(tunnel("plain.test", "GET", "/"), "TRACE"), false, reasonMethod},
+		{"override on a non-forge route", override(tunnel("plain.test", "POST", "/"), "DELETE"), true, reasonGranted},
+		{"override beyond non-forge methods", override(tunnel("readonly.test", "GET", "/"), "DELETE"), false, reasonMethodNotGranted},
+		{"_method in the query", query(tunnel("forge-rw.test", "POST", "/api/v1/x"), "a=1&_method=DELETE"), false, reasonForgeWrite},
+		{"_method encoded in the query", query(tunnel("forge-rw.test", "POST", "/api/v1/x"), "%5F%4Dethod=put"), false, reasonForgeWrite},
+		{"_method after a semicolon", query(tunnel("gitea.test", "GET", "/"), "a=1;_method=PATCH"), false, reasonForgeWrite},
+		{"_method GET in the query", query(tunnel("gitea.test", "GET", "/"), "_method=get"), true, reasonGranted},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			v := decide(p, c.a)
@@ -95,6 +157,9 @@ func TestDecide(t *testing.T) {
 				t.Errorf("decide = allow %v %s, want allow %v %s", v.Allow, v.Reason, c.allow, c.want)
 			}
 		})
+	}
+	if v := decide(p, override(tunnel("gitea.test", "GET", "/"), "Delete")); v.Method != "DELETE" {
+		t.Errorf("refused method = %q, want DELETE", v.Method)
 	}
 	if v := decide(nil, ask{Kind: kindConnect, Target: "api.test:443"}); v.Allow || v.Reason != reasonNotConfigured {
 		t.Errorf("nil policy: %+v", v)
@@ -193,7 +258,7 @@ func TestDefaultBlocked(t *testing.T) {
 }
 
 func TestAddrAllowedWithAllowPrivate(t *testing.T) {
-	r := &route{Route{Host: "x.test", AllowPrivate: true}}
+	r := &route{Route: Route{Host: "x.test", AllowPrivate: true}}
 	own := map[netip.Addr]bool{netip.MustParseAddr("172.18.0.3"): true}
 	for addr, want := range map[string]bool{
 		"10.1.2.3": true, "192.168.1.1": true, "fd12::1": true, "100.64.1.1": true, "::ffff:10.1.2.3": true,
@@ -229,11 +294,30 @@ func TestCredentialHeaders(t *testing.T) {
 	}
 }
 
+func TestMethodOverrides(t *testing.T) {
+	h := http.Header{
+		"X-Http-Method-Override": {"DELETE"},
+		"X_http_method":          {"PUT", "PATCH"},
+		"X.Method.Override":      {"POST"},
+		"X-Method":               {"not an override"},
+		"Accept":                 {"*/*"},
+	}
+	got := methodOverrides(h)
+	slices.Sort(got)
+	if want := []string{"DELETE", "PATCH", "POST", "PUT"}; !slices.Equal(got, want) {
+		t.Errorf("methodOverrides = %q, want %q", got, want)
+	}
+}
+
 // FuzzDecide checks decide's promises on any input: no panic; an allow is
 // for a granted host on the right port, with a granted, clean path and no
 // git push, never TRACE or TRACK, never a credential over plain HTTP or
-// from an empty slot; and after stripping and injection no client
-// credential is left.
+// from an empty slot, never a method (its own, or one a method-override
+// header or _method parameter asks for) the route does not grant, never
+// a write to a forge host the route does not list, never a passthrough
+// tunnel to a forge host; and after stripping and injection no client
+// credential is left. The header (hname, hvalue) is also the request's
+// one method-override header when its name is one.
 func FuzzDecide(f *testing.F) {
 	p := decidePolicy(f)
 	f.Add(uint8(0), "CONNECT", "api.test:443", "", "", "", "", "Authorization", "Bearer x")
@@ -243,8 +327,19 @@ func FuzzDecide(f *testing.F) {
 	f.Add(uint8(2), "GET", "api.test:443", "API.TEST.:443", "api.test", "/repos/acme/app/%2e%2e/x", "", "", "")
 	f.Add(uint8(0), "CONNECT", "0x0a.0.0.5:443", "", "", "", "", "", "")
 	f.Add(uint8(2), "GET", "gitlab.test:443", "gitlab.test", "", "/api/v4/projects/acme%2Fapp/x", "service=git-upload-pack", "", "")
+	f.Add(uint8(2), "POST", "gitea.test:443", "gitea.test", "gitea.test", "/api/v1/repos/owner/repo/pulls", "", "", "")
+	f.Add(uint8(2), "post", "Gitea.Test.:443", "gitea.test", "", "/api/v1/repos/owner/repo", "", "", "")
+	f.Add(uint8(2), "GET", "gitea.test:443", "gitea.test", "", "/api/v1/repos/owner/repo", "", "X-HTTP-Method-Override", "DELETE")
+	f.Add(uint8(2), "POST", "forge-rw.test:443", "forge-rw.test", "", "/api/v1/x", "_method=PUT", "X_Http_Method", "GET, patch")
+	f.Add(uint8(2), "PUT", "forge-rw.test:443", "forge-rw.test", "", "/api/v1/x", "", "x-method-override", "POST")
+	f.Add(uint8(1), "POST", "forge-pass.test", "", "", "/api/v1/x", "", "", "")
+	f.Add(uint8(0), "CONNECT", "forge-pass.test:443", "", "", "", "", "", "")
+	f.Add(uint8(2), "DELETE", "readonly.test:443", "readonly.test", "", "/x", "", "", "")
 	f.Fuzz(func(t *testing.T, k uint8, method, target, authority, sni, path, query, hname, hvalue string) {
 		a := ask{Kind: kind(k % 3), Method: method, Target: target, Authority: authority, SNI: sni, Path: path, Query: query}
+		if n := strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(hname)); n == "x-http-method-override" || n == "x-http-method" || n == "x-method-override" {
+			a.Overrides = []string{hvalue}
+		}
 		if a.Kind == kindHTTP && k&4 == 0 {
 			a.Scheme = "http"
 		}
@@ -267,6 +362,9 @@ func FuzzDecide(f *testing.F) {
 		case kindConnect:
 			if n := strings.TrimLeft(port, "0"); n != "443" {
 				t.Fatalf("allowed CONNECT to port %q", port)
+			}
+			if r.TLS == TLSPassthrough && isForgeRoute(r) {
+				t.Fatalf("allowed a passthrough tunnel to the forge host %s", r.Host)
 			}
 			return
 		case kindHTTP:
@@ -331,6 +429,38 @@ func FuzzDecide(f *testing.F) {
 		if r.TokenSlot != "" && p.slots[r.TokenSlot] == "" {
 			t.Fatalf("allowed a route whose slot is empty")
 		}
+		// Every method the request may be read as is granted: the route's
+		// methods, else on a forge host GET, HEAD and OPTIONS.
+		granted := r.Route.Methods
+		if len(granted) == 0 && isForgeRoute(r) {
+			granted = []string{"GET", "HEAD", "OPTIONS"}
+		}
+		asked := []string{method}
+		for _, v := range a.Overrides {
+			for m := range strings.SplitSeq(v, ",") {
+				asked = append(asked, strings.TrimSpace(m))
+			}
+		}
+		for pair := range strings.FieldsFuncSeq(query, func(r rune) bool { return r == '&' || r == ';' }) {
+			k, v, _ := strings.Cut(pair, "=")
+			if dk, err := url.QueryUnescape(k); err == nil && strings.EqualFold(dk, "_method") {
+				if dv, err := url.QueryUnescape(v); err == nil {
+					asked = append(asked, strings.TrimSpace(dv))
+				}
+			}
+		}
+		for _, m := range asked {
+			if m == "" || len(granted) == 0 {
+				continue
+			}
+			ok := false
+			for _, g := range granted {
+				ok = ok || (strings.EqualFold(m, g) && !strings.ContainsFunc(m, func(r rune) bool { return r > 0x7f }))
+			}
+			if !ok {
+				t.Fatalf("allowed method %q on %s, which grants %v", m, r.Host, granted)
+			}
+		}
 
 		h := http.Header{}
 		h[hname] = []string{hvalue}
@@ -344,6 +474,16 @@ func FuzzDecide(f *testing.F) {
 			}
 		}
 	})
+}
+
+// isForgeRoute reports whether decidePolicy's forge hosts name r's host
+// (it spells them in several ways).
+func isForgeRoute(r *route) bool {
+	switch r.Host {
+	case "gitea.test", "forge-rw.test", "forge-pass.test", "10.0.0.9":
+		return true
+	}
+	return false
 }
 
 // sameHost compares a client-given host with a route host the simple way:

@@ -46,11 +46,21 @@ type Route struct {
 	// every request gets "Authorization: <AuthScheme> <Slots[TokenSlot]>".
 	AuthScheme string
 	TokenSlot  string
+	// Methods are the HTTP methods forwarded on an intercepted route
+	// (matched in ASCII upper case); others are refused with 405. Empty
+	// forwards every method but TRACE, TRACK and CONNECT, except on a
+	// forge host (Policy.ForgeHosts), where it forwards only GET, HEAD and
+	// OPTIONS: a route grants writes to a forge only by listing them.
+	Methods []string
 	// AllowPrivate lets the host resolve to a private address (RFC 1918,
 	// fc00::/7, CGNAT); loopback, link-local, metadata and the gateway's
 	// own addresses stay refused.
 	AllowPrivate bool
 }
+
+// readMethods are what a route to a forge host forwards when it lists no
+// methods.
+var readMethods = []string{http.MethodGet, http.MethodHead, http.MethodOptions}
 
 // Policy is what the gateway enforces: a bottle's routes and the values of
 // their token slots.
@@ -67,6 +77,14 @@ type Policy struct {
 	// ("propose_egress"); "" when the bottle has no supervise server, and
 	// refusals then tell the agent to ask the person running the bottle.
 	Supervise string
+	// ForgeHosts are the hosts of the bottle's git upstreams (forge
+	// hosts), compared like route hosts. A route to one forwards only the
+	// methods it lists, and GET, HEAD and OPTIONS if it lists none; a
+	// passthrough route to one is refused, since its methods cannot be
+	// seen. So the agent cannot write to the forge's HTTP API past the git
+	// gate unless a route grants it. A host that is not a valid host name
+	// is ignored: no request can name it.
+	ForgeHosts []string
 }
 
 // Resolver resolves a host name; *net.Resolver is one.
@@ -136,6 +154,11 @@ type policy struct {
 // route is a validated Route: Host normalized, Paths in prefix form.
 type route struct {
 	Route
+	// methods are the methods forwarded, in upper case; nil forwards every
+	// method (but those decide never forwards).
+	methods []string
+	// forge is set when Host is one of the policy's forge hosts.
+	forge bool
 }
 
 // New returns a gateway with no policy (it refuses everything) and a
@@ -194,7 +217,8 @@ func (g *Gateway) CACertPEM() []byte { return slices.Clone(g.ca.pem) }
 // SetPolicy validates p and puts it in force at once for every new
 // request and tunnel; requests already decided finish on the policy they
 // were decided on. Open passthrough tunnels to a host that is no longer
-// granted for passthrough are closed: nothing else would stop them.
+// granted for passthrough, or is now a forge host, are closed: nothing
+// else would stop them.
 // Errors name routes and slots, never a slot's value; on error the policy
 // in force is unchanged.
 func (g *Gateway) SetPolicy(p Policy) error {
@@ -206,7 +230,7 @@ func (g *Gateway) SetPolicy(p Policy) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for t := range g.tunnels {
-		if r := c.routes[t.host]; t.mode == TLSPassthrough && (r == nil || r.TLS != TLSPassthrough) {
+		if r := c.routes[t.host]; t.mode == TLSPassthrough && (r == nil || r.TLS != TLSPassthrough || r.forge) {
 			t.conn.Close()
 		}
 	}
@@ -219,6 +243,12 @@ func compile(p Policy) (*policy, error) {
 		supervise: p.Supervise,
 		routes:    map[string]*route{},
 		slots:     maps.Clone(p.Slots),
+	}
+	forge := map[string]bool{}
+	for _, h := range p.ForgeHosts {
+		if host, ok := canonicalHost(h); ok {
+			forge[host] = true
+		}
 	}
 	for i, r := range p.Routes {
 		host, ok := normalizeHost(r.Host)
@@ -238,16 +268,27 @@ func compile(p Policy) (*policy, error) {
 			return nil, fmt.Errorf("route %s: tls is %q, want %q or %q", r.Host, r.TLS, TLSIntercept, TLSPassthrough)
 		case (r.AuthScheme == "") != (r.TokenSlot == ""):
 			return nil, fmt.Errorf("route %s: auth scheme and token slot must be set together", r.Host)
-		case r.TLS == TLSPassthrough && (r.TokenSlot != "" || len(r.Paths) > 0):
-			return nil, fmt.Errorf("route %s: paths and credentials need tls = %q", r.Host, TLSIntercept)
+		case r.TLS == TLSPassthrough && (r.TokenSlot != "" || len(r.Paths) > 0 || len(r.Methods) > 0):
+			return nil, fmt.Errorf("route %s: paths, methods and credentials need tls = %q", r.Host, TLSIntercept)
 		case r.AuthScheme != "" && !isToken(r.AuthScheme):
 			return nil, fmt.Errorf("route %s: auth scheme %q is not an HTTP token", r.Host, r.AuthScheme)
 		}
 		if v := c.slots[r.TokenSlot]; r.TokenSlot != "" && strings.ContainsFunc(v, func(ch rune) bool { return ch < 0x20 || ch == 0x7f }) {
 			return nil, fmt.Errorf("route %s: slot %s holds a control character and cannot be sent in a header", r.Host, r.TokenSlot)
 		}
-		cr := &route{Route: r}
+		cr := &route{Route: r, forge: forge[host]}
 		cr.Host, cr.Paths = host, nil
+		for _, m := range r.Methods {
+			if !isToken(m) {
+				return nil, fmt.Errorf("route %s: method %q is not an HTTP token", r.Host, m)
+			}
+			if m = asciiUpper(m); !slices.Contains(cr.methods, m) {
+				cr.methods = append(cr.methods, m)
+			}
+		}
+		if cr.methods == nil && cr.forge {
+			cr.methods = readMethods
+		}
 		for _, pre := range r.Paths {
 			_, form, ok := cleanPath(pre)
 			if !ok {

@@ -545,6 +545,9 @@ func TestSetPolicyRejects(t *testing.T) {
 		{"scheme without slot", Route{Host: "a.test", TLS: TLSIntercept, AuthScheme: "Bearer"}, "set together"},
 		{"passthrough credential", Route{Host: "a.test", TLS: TLSPassthrough, AuthScheme: "Bearer", TokenSlot: "S"}, "need tls"},
 		{"passthrough paths", Route{Host: "a.test", TLS: TLSPassthrough, Paths: []string{"/x"}}, "need tls"},
+		{"passthrough methods", Route{Host: "a.test", TLS: TLSPassthrough, Methods: []string{"GET"}}, "need tls"},
+		{"method with space", Route{Host: "a.test", TLS: TLSIntercept, Methods: []string{"GET", "PO ST"}}, "not an HTTP token"},
+		{"empty method", Route{Host: "a.test", TLS: TLSIntercept, Methods: []string{""}}, "not an HTTP token"},
 		{"scheme with space", Route{Host: "a.test", TLS: TLSIntercept, AuthScheme: "Bearer x", TokenSlot: "S"}, "not an HTTP token"},
 		{"relative path", Route{Host: "a.test", TLS: TLSIntercept, Paths: []string{"x/"}}, "must start with /"},
 		{"dotdot path", Route{Host: "a.test", TLS: TLSIntercept, Paths: []string{"/a/../b"}}, "must start with /"},
@@ -684,5 +687,115 @@ func TestClientHelloSentWithTheConnect(t *testing.T) {
 			}
 			<-got
 		})
+	}
+}
+
+// TestForgeHostIsReadOnly: on a host that is a git upstream of the bottle
+// (a forge host), reads reach the upstream and writes are refused with
+// 405, a reason naming the route and what it grants, and an Allow header,
+// until the route lists the write; a method override cannot smuggle one.
+func TestForgeHostIsReadOnly(t *testing.T) {
+	got := make(chan string, 8)
+	_, port := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Method + " " + r.URL.Path
+		io.WriteString(w, "ok")
+	}))
+	p := basePolicy()
+	p.ForgeHosts = []string{"Plain.Test."}
+	e := newEnv(t, envConfig{policy: &p, port443: port})
+	c := e.client(nil, false)
+	do := func(method, path string, header ...string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "https://plain.test"+path, strings.NewReader("{}"))
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	upstreamSaw := func(want string) {
+		t.Helper()
+		select {
+		case s := <-got:
+			if s != want {
+				t.Errorf("upstream saw %q, want %q", s, want)
+			}
+		default:
+			t.Errorf("upstream did not see %q", want)
+		}
+	}
+
+	if resp, _ := do("GET", "/api/v1/repos/owner/repo"); resp.StatusCode != 200 {
+		t.Fatalf("GET: %d", resp.StatusCode)
+	}
+	upstreamSaw("GET /api/v1/repos/owner/repo")
+
+	resp, body := do("POST", "/api/v1/repos/owner/repo/pulls")
+	want := "bottleform egress refused POST plain.test/api/v1/repos/owner/repo/pulls (bottle test)\n" +
+		"why: forge_write: the host is a git upstream of this bottle (a forge), and its route does not grant this write method: " +
+		"writes through the forge's HTTP API would bypass the git gate's push policy and secret scan (route plain.test grants GET, HEAD, OPTIONS)\n" +
+		"next: push with git to the bottle's git remote, where the git gate checks the push; for another write, " +
+		"ask for it with the supervise tool propose_egress, giving the host, the method and why you need it\n"
+	if resp.StatusCode != 405 || body != want {
+		t.Errorf("POST: %d\n%s\nwant 405\n%s", resp.StatusCode, body, want)
+	}
+	if a, r := resp.Header.Get("Allow"), resp.Header.Get("X-Bottleform-Reason"); a != "GET, HEAD, OPTIONS" || r != "forge_write" {
+		t.Errorf("Allow %q, X-Bottleform-Reason %q", a, r)
+	}
+	e.logs.waitDecision(t, map[string]any{"method": "POST", "host": "plain.test", "route": "plain.test",
+		"verdict": "deny", "reason": "forge_write", "status": 405})
+
+	resp, body = do("GET", "/api/v1/repos/owner/repo", "X-HTTP-Method-Override", "delete")
+	if resp.StatusCode != 405 || !strings.Contains(body, "(route plain.test grants GET, HEAD, OPTIONS; the request asks for DELETE through a method override)") {
+		t.Errorf("GET with an override: %d %s", resp.StatusCode, body)
+	}
+
+	// The route grants POST: it is forwarded, and PUT still is not.
+	granted := basePolicy()
+	granted.ForgeHosts = p.ForgeHosts
+	granted.Routes[2].Methods = []string{"GET", "POST"}
+	if err := e.gw.SetPolicy(granted); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := do("POST", "/api/v1/repos/owner/repo/pulls"); resp.StatusCode != 200 {
+		t.Fatalf("granted POST: %d", resp.StatusCode)
+	}
+	upstreamSaw("POST /api/v1/repos/owner/repo/pulls")
+	if resp, body := do("PUT", "/api/v1/repos/owner/repo/contents/x"); resp.StatusCode != 405 ||
+		!strings.Contains(body, "why: forge_write:") || !strings.Contains(body, "(route plain.test grants GET, POST)") {
+		t.Errorf("PUT: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := do("HEAD", "/"); resp.StatusCode != 405 || resp.Header.Get("X-Bottleform-Reason") != "method_not_granted" {
+		t.Errorf("HEAD: %d %s", resp.StatusCode, body)
+	}
+	select {
+	case s := <-got:
+		t.Errorf("a refused request reached the upstream: %s", s)
+	default:
+	}
+}
+
+func TestPassthroughTunnelClosedWhenItsHostBecomesAForge(t *testing.T) {
+	_, port := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	p := basePolicy()
+	e := newEnv(t, envConfig{policy: &p, port443: port})
+	tc, err := e.tunnel(t, "other.test:443", "other.test", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	forge := basePolicy()
+	forge.ForgeHosts = []string{"other.test"}
+	if err := e.gw.SetPolicy(forge); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(tc, "POST /api/v1/repos/owner/repo/pulls HTTP/1.1\r\nHost: other.test\r\nContent-Length: 0\r\n\r\n")
+	if _, err := http.ReadResponse(bufio.NewReader(tc), nil); err == nil {
+		t.Error("a passthrough tunnel to a forge host still carried a request")
 	}
 }

@@ -67,6 +67,28 @@ func isCredentialHeader(name string) bool {
 	return false
 }
 
+// overrideNames are the method-override headers, in normalized spelling
+// (see normalizeHeaderName): servers that obey one treat the request as
+// the method it names, so decide checks their values like the method.
+var overrideNames = map[string]bool{
+	"x-http-method-override": true,
+	"x-http-method":          true,
+	"x-method-override":      true,
+}
+
+// methodOverrides returns the values of a request's method-override
+// headers, in any spelling ("X_HTTP_Method_Override" too: Rack and CGI
+// read '-' and '_' alike).
+func methodOverrides(h http.Header) []string {
+	var out []string
+	for name, values := range h {
+		if overrideNames[normalizeHeaderName(name)] {
+			out = append(out, values...)
+		}
+	}
+	return out
+}
+
 // minSecretLen is the shortest slot value the value check looks for:
 // shorter values would match ordinary header values by chance.
 const minSecretLen = 8

@@ -55,7 +55,8 @@ func (g *Gateway) intercept(t *tunnel) {
 func (g *Gateway) tunnelHandler(t *tunnel, tr http.RoundTripper) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := g.pol.Load()
-		a := ask{Kind: kindTunnel, Method: r.Method, Target: t.authority, Authority: r.Host, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery}
+		a := ask{Kind: kindTunnel, Method: r.Method, Target: t.authority, Authority: r.Host, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery,
+			Overrides: methodOverrides(r.Header)}
 		if r.TLS != nil {
 			a.SNI = r.TLS.ServerName
 		}

@@ -28,6 +28,10 @@ type record struct {
 	// bytes is the response body bytes written to the client; -1 when not
 	// known (tunnels, upgraded connections).
 	bytes int64
+	// methods and asked are, for a method refusal, what the route grants
+	// and the method refused (upper case); for the refusal body only.
+	methods []string
+	asked   string
 }
 
 // logDecision writes rec as one JSON line: time, bottle, method, host,

@@ -36,7 +36,8 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request) {
 		g.serveConnect(w, r, p)
 		return
 	}
-	a := ask{Kind: kindHTTP, Method: r.Method, Scheme: r.URL.Scheme, Target: r.URL.Host, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery}
+	a := ask{Kind: kindHTTP, Method: r.Method, Scheme: r.URL.Scheme, Target: r.URL.Host, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery,
+		Overrides: methodOverrides(r.Header)}
 	if r.URL.Opaque != "" {
 		a.Target = ""
 	}
@@ -69,6 +70,9 @@ func fill(rec *record, v verdict) {
 	}
 	if v.Route != nil {
 		rec.route = v.Route.Host
+		if v.Reason == reasonMethodNotGranted || v.Reason == reasonForgeWrite {
+			rec.methods, rec.asked = v.Route.methods, v.Method
+		}
 	}
 }
 
@@ -243,6 +247,9 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, p *policy, rec 
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Bottleform-Reason", rec.reason.String())
+	if rec.status == http.StatusMethodNotAllowed && len(rec.methods) > 0 {
+		h.Set("Allow", strings.Join(rec.methods, ", "))
+	}
 	if r.ProtoMajor == 1 && (connect || rec.reason.status() == http.StatusBadRequest) {
 		h.Set("Connection", "close")
 	}
@@ -276,8 +283,11 @@ func refusalText(p *policy, rec *record) string {
 	ask := "ask the person running this bottle to add it to the bottle's egress block"
 	if tool != "" {
 		ask = "ask for it with the supervise tool " + tool + ", giving the host"
-		if rec.reason == reasonPathNotGranted {
+		switch rec.reason {
+		case reasonPathNotGranted:
 			ask += ", the path"
+		case reasonMethodNotGranted, reasonForgeWrite:
+			ask += ", the method"
 		}
 		ask += " and why you need it"
 	}
@@ -287,7 +297,15 @@ func refusalText(p *policy, rec *record) string {
 	if bottle != "" {
 		fmt.Fprintf(&b, " (bottle %s)", bottle)
 	}
-	fmt.Fprintf(&b, "\nwhy: %s: %s\n", info.code, info.words)
+	fmt.Fprintf(&b, "\nwhy: %s: %s", info.code, info.words)
+	if len(rec.methods) > 0 {
+		fmt.Fprintf(&b, " (route %s grants %s", rec.route, strings.Join(rec.methods, ", "))
+		if rec.asked != asciiUpper(rec.method) {
+			fmt.Fprintf(&b, "; the request asks for %s through a method override", printable(rec.asked, 32, secrets))
+		}
+		b.WriteString(")")
+	}
+	b.WriteString("\n")
 	if remedy != "" {
 		fmt.Fprintf(&b, "next: %s\n", remedy)
 	}

@@ -1,0 +1,8 @@
+# Empty methods
+# forwards no request
+bottle "a" {
+  image = "x"
+  egress "gitea.example.test" {
+    methods = [] # HERE
+  }
+}
