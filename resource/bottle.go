@@ -187,6 +187,9 @@ func (b *Bottle) Refs() []Ref {
 	}
 	for _, g := range b.Git {
 		add(g.Key.Token)
+		if g.Key.Kind == KeyFile {
+			add(Ref{KeyFile: g.Key.Path})
+		}
 	}
 	return out
 }

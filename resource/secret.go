@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 )
 
 // SecretKind says where a declared secret's value comes from at apply time.
@@ -46,6 +47,9 @@ type Ref struct {
 	// HostCredential names a provider whose credential on the host is read
 	// at apply (codex: ~/.codex/auth.json).
 	HostCredential string `json:"host_credential,omitempty"`
+	// KeyFile is the path of a private key file on the host (a git entry's
+	// key "file"), read at apply and sent to the sidecar only.
+	KeyFile string `json:"key_file,omitempty"`
 }
 
 // IsZero reports whether r refers to nothing.
@@ -60,8 +64,39 @@ func (r Ref) String() string {
 		return "host_env(" + strconv.Quote(r.HostEnv) + ")"
 	case r.HostCredential != "":
 		return "host_credentials(" + strconv.Quote(r.HostCredential) + ")"
+	case r.KeyFile != "":
+		return "file(" + strconv.Quote(r.KeyFile) + ")"
 	}
 	return ""
+}
+
+// ParseRef parses what Ref.String renders: secret.NAME, host_env("NAME"),
+// host_credentials("PROVIDER") or file("PATH").
+func ParseRef(s string) (Ref, error) {
+	if name, ok := strings.CutPrefix(s, "secret."); ok && name != "" {
+		return Ref{Secret: name}, nil
+	}
+	for _, f := range []struct {
+		fn  string
+		set func(*Ref, string)
+	}{
+		{"host_env", func(r *Ref, v string) { r.HostEnv = v }},
+		{"host_credentials", func(r *Ref, v string) { r.HostCredential = v }},
+		{"file", func(r *Ref, v string) { r.KeyFile = v }},
+	} {
+		arg, ok := strings.CutPrefix(s, f.fn+"(")
+		if !ok || !strings.HasSuffix(arg, ")") {
+			continue
+		}
+		v, err := strconv.Unquote(strings.TrimSuffix(arg, ")"))
+		if err != nil || v == "" {
+			break
+		}
+		var r Ref
+		f.set(&r, v)
+		return r, nil
+	}
+	return Ref{}, fmt.Errorf("%q is not a reference (want secret.NAME, host_env(\"NAME\"), host_credentials(\"PROVIDER\") or file(\"PATH\"))", s)
 }
 
 // ErrSensitive is returned by every attempt to marshal a Secret.
