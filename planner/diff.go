@@ -71,6 +71,9 @@ func Diff(cfg *config.File, prior *state.State, observed resource.Observed, opts
 				})
 			}
 			for _, o := range Objects(eff) {
+				if o.Addr.Kind == resource.KindDeployKey {
+					tokenSource(o.Attrs, cfg.Secrets)
+				}
 				desired[o.Addr] = o.Attrs
 			}
 			for _, ref := range eff.Refs() {
@@ -123,6 +126,7 @@ func Diff(cfg *config.File, prior *state.State, observed resource.Observed, opts
 	applyObserved(byAddr, observed)
 	applyReplace(byAddr, opts.Replace)
 	propagate(byAddr)
+	revokeSecrets(p, byAddr)
 
 	for _, c := range byAddr {
 		p.Changes = append(p.Changes, *c)
@@ -222,6 +226,67 @@ func propagate(byAddr map[resource.Address]*Change) {
 				dep.Reasons = append(dep.Reasons, "delivered again to the new sidecar")
 			}
 		}
+	}
+	// A minted key's private half lives only in its sidecar's memory: a
+	// sidecar that is created again, or that restarted (a drift update),
+	// has lost it, so the key is revoked and a new one minted.
+	for addr, c := range byAddr {
+		if addr.Kind != resource.KindSidecar || !(recreated(c) || (c.Action == Update && c.Drift)) {
+			continue
+		}
+		for daddr, dep := range byAddr {
+			if daddr.Bottle == addr.Bottle && daddr.Kind == resource.KindDeployKey && (dep.Action == NoOp || dep.Action == Update) && dep.Before != nil {
+				dep.Action = Replace
+				dep.Reasons = append(dep.Reasons, "its private key lived only in the sidecar, which is started again")
+				if g := byAddr[resource.Address{Bottle: daddr.Bottle, Kind: resource.KindGit, Key: daddr.Key}]; g != nil && g.Action == NoOp {
+					g.Action = Update
+					g.Reasons = append(g.Reasons, "delivered again with its new deploy key")
+				}
+			}
+		}
+	}
+}
+
+// tokenSource records, in a deploy key's attributes, where its token's
+// declared secret comes from (never the value): destroy revokes the key
+// from the state alone, without the configuration.
+func tokenSource(attrs resource.Attrs, decls map[string]resource.SecretSource) {
+	ref, err := resource.ParseRef(attrs["token"].Str)
+	if err != nil || ref.Secret == "" {
+		return
+	}
+	if d, ok := decls[ref.Secret]; ok {
+		attrs["token_source"] = resource.MapOf(map[string]resource.Value{
+			"kind":   resource.String(d.Kind.String()),
+			"source": resource.String(d.Source),
+		})
+	}
+}
+
+// revokeSecrets adds to p.Secrets the declarations of the tokens that the
+// deploy keys deleted or replaced in p need for their revocation, from the
+// state when the configuration no longer declares them.
+func revokeSecrets(p *Plan, byAddr map[resource.Address]*Change) {
+	for addr, c := range byAddr {
+		if addr.Kind != resource.KindDeployKey || (c.Action != Delete && c.Action != Replace) || c.Before == nil {
+			continue
+		}
+		ref, err := resource.ParseRef(c.Before["token"].Str)
+		if err != nil || ref.Secret == "" {
+			continue
+		}
+		if _, ok := p.Secrets[ref.Secret]; ok {
+			continue
+		}
+		src := c.Before["token_source"].Map
+		kind := map[string]resource.SecretKind{"env": resource.SecretEnv, "file": resource.SecretFile, "prompt": resource.SecretPrompt}[src["kind"].Str]
+		if kind == 0 {
+			continue
+		}
+		if p.Secrets == nil {
+			p.Secrets = map[string]resource.SecretSource{}
+		}
+		p.Secrets[ref.Secret] = resource.SecretSource{Name: ref.Secret, Kind: kind, Source: src["source"].Str}
 	}
 }
 

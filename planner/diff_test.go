@@ -52,7 +52,7 @@ func load(t *testing.T, src string) *config.File {
 	if err := os.WriteFile(filepath.Join(dir, "id_app"), []byte("not a real key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"GH_TOKEN": "x", "HOME": dir}
+	env := map[string]string{"GH_TOKEN": "x", "GITEA_TOKEN": "y", "HOME": dir}
 	cfg, _, diags := config.Load(dir, config.Options{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
 	if diags.HasErrors() {
 		t.Fatalf("load: %s", diags.Error())
@@ -464,5 +464,73 @@ func TestStale(t *testing.T) {
 	}
 	if _, _, err := ReadFile(strings.NewReader(`{"format_version":"2.0","mode":"normal","changes":[]}`)); err == nil || !strings.Contains(err.Error(), "make the plan again") {
 		t.Errorf("future format accepted: %v", err)
+	}
+}
+
+// giteaSrc is base with app's key minted on Gitea.
+var giteaSrc = "secret \"gitea\" {\n  env = \"GITEA_TOKEN\"\n}\n" + strings.Replace(base,
+	"key \"file\" {\n      path = \"id_app\"\n    }",
+	"key \"gitea\" {\n      api_url = \"https://gitea.acme.dev\"\n      token   = secret.gitea\n    }", 1)
+
+func TestDeployKeyLivesAndDiesWithItsSidecar(t *testing.T) {
+	cfg := load(t, giteaSrc)
+	p0, err := Diff(cfg, nil, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := applied(p0, nil)
+	key := live.Lookup(mustAddr(t, `bottle.rev.git["app"].deploy_key`))
+	if key == nil {
+		t.Fatal("no deploy key planned")
+	}
+	if src := key.Attrs["token_source"].Map; src["kind"].Str != "env" || src["source"].Str != "GITEA_TOKEN" {
+		t.Errorf("token_source = %+v, want env GITEA_TOKEN", src)
+	}
+	for _, tc := range []struct {
+		name     string
+		observed resource.Observed
+		opts     Options
+		want     string
+	}{
+		{
+			name:     "a restarted sidecar lost the key: a new one is minted",
+			observed: resource.Observed{mustAddr(t, "bottle.rev.sidecar"): {Status: resource.StatusDegraded, Reason: "sidecar restarted"}},
+			want: "update bottle.rev.sidecar (sidecar restarted)\n" +
+				"update bottle.rev.git[\"app\"] (delivered again with its new deploy key)\n" +
+				"replace bottle.rev.git[\"app\"].deploy_key (its private key lived only in the sidecar, which is started again)\n",
+		},
+		{
+			name: "a new sidecar needs a new key",
+			opts: Options{Replace: []resource.Address{mustAddr(t, "bottle.rev.sidecar")}},
+			want: "replace bottle.rev.sidecar (replacement requested with --replace)\n" +
+				"update bottle.rev.egress[\"api.anthropic.com\"] (delivered again to the new sidecar)\n" +
+				"update bottle.rev.egress[\"api.github.com\"] (delivered again to the new sidecar)\n" +
+				"update bottle.rev.git[\"app\"] (delivered again to the new sidecar)\n" +
+				"replace bottle.rev.git[\"app\"].deploy_key (its private key lived only in the sidecar, which is started again)\n",
+		},
+		{
+			name:     "a stopped agent leaves the key alone",
+			observed: resource.Observed{mustAddr(t, "bottle.rev.agent"): {Status: resource.StatusStopped, Reason: "stopped"}},
+			want:     "update bottle.rev.agent (stopped)\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Diff(cfg, live, tc.observed, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.String(); got != tc.want {
+				t.Errorf("plan:\n%s\nwant:\n%s", got, tc.want)
+			}
+		})
+	}
+
+	// Destroy, from the state alone: the token's declaration comes from it.
+	p, err := Diff(nil, live, nil, Options{Mode: ModeDestroy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Secrets["gitea"]; d.Kind != resource.SecretEnv || d.Source != "GITEA_TOKEN" {
+		t.Errorf("destroy plan's secret gitea = %+v, want env GITEA_TOKEN from the state", d)
 	}
 }

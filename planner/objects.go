@@ -140,6 +140,15 @@ func Objects(b *resource.Bottle) []resource.Object {
 	if b.GitUser != nil {
 		authAttrs["git_user"] = resource.String(b.GitUser.Name + " <" + b.GitUser.Email + ">")
 	}
+	if len(b.Git) > 0 {
+		// The agent's git rewrites each upstream to the gate: adding or
+		// removing a git entry rewrites its git configuration in place.
+		m := map[string]resource.Value{}
+		for _, g := range b.Git {
+			m[g.Name] = resource.String(agent.GateURL(g.Name) + " instead of " + g.Upstream)
+		}
+		authAttrs["git"] = resource.MapOf(m)
+	}
 	add(addr(resource.KindAuth, ""), authAttrs)
 	agentAttrs := resource.Attrs{
 		"backend":  resource.String(b.Backend),
