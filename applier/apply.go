@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -32,6 +33,9 @@ type Store interface {
 type Options struct {
 	// Backends by name ("docker", "smolmachines").
 	Backends map[string]Backend
+	// Keys mints and revokes deploy keys; a plan with deploy keys fails
+	// without it.
+	Keys Keys
 	// Parallelism is how many bottles are worked on at once; 0 means 4.
 	Parallelism int
 	Hook        Hook
@@ -99,7 +103,7 @@ func Apply(ctx context.Context, p *planner.Plan, prior *state.State, store Store
 			}
 		}
 	}
-	r := &run{plan: p, st: s, store: store, opts: opts}
+	r := &run{plan: p, st: s, store: store, opts: opts, minted: map[string]map[string]resource.Secret{}}
 	if r.opts.Parallelism <= 0 {
 		r.opts.Parallelism = 4
 	}
@@ -135,8 +139,11 @@ type run struct {
 	plan  *planner.Plan
 	opts  Options
 	store Store
-	mu    sync.Mutex // guards st and store
+	mu    sync.Mutex // guards st, store and minted
 	st    *state.State
+	// minted holds the private keys minted in this run, by bottle and git
+	// entry name, in memory only.
+	minted map[string]map[string]resource.Secret
 }
 
 // steps orders a bottle's changes: every delete (and the delete half of
@@ -215,6 +222,8 @@ func (r *run) step(ctx context.Context, st step, gone map[resource.Kind]bool) er
 	start := time.Now()
 	var ids map[string]string
 	switch {
+	case c.Addr.Kind == resource.KindDeployKey:
+		ids, err = r.deployKey(ctx, op, st.delete, action)
 	case st.delete && gone[hostedBy(c.Addr.Kind)]:
 		// Its container is deleted in this plan, and it goes with it.
 	case st.delete:
@@ -279,6 +288,65 @@ func (r *run) backend(bottle string) (Backend, error) {
 	return b, nil
 }
 
+// deployKey carries out a deploy key's step through opts.Keys: revoke on
+// delete, mint on create (keeping the private key in memory for the steps
+// that deliver it), nothing on an update, which changes only what the
+// state records. A failed mint first revokes the keys this run minted for
+// the bottle, so that no key outlives a failed apply unrecorded.
+func (r *run) deployKey(ctx context.Context, op *Op, del bool, action planner.Action) (map[string]string, error) {
+	if r.opts.Keys == nil {
+		return nil, errors.New("no forge client to mint or revoke deploy keys (applier bug)")
+	}
+	switch {
+	case del:
+		return nil, r.opts.Keys.Revoke(ctx, op)
+	case action == planner.Update && op.Prior != nil:
+		return op.Prior.IDs, nil
+	}
+	ids, priv, err := r.opts.Keys.Mint(ctx, op)
+	if err != nil {
+		return nil, errors.Join(append([]error{err}, r.rollback(ctx, op.Addr.Bottle)...)...)
+	}
+	r.mu.Lock()
+	if r.minted[op.Addr.Bottle] == nil {
+		r.minted[op.Addr.Bottle] = map[string]resource.Secret{}
+	}
+	r.minted[op.Addr.Bottle][op.Addr.Key] = priv
+	r.mu.Unlock()
+	return ids, nil
+}
+
+// rollback revokes the keys this run minted for bottle and removes them
+// from the state. A key it cannot revoke stays in the state, so that a
+// later apply or destroy finishes the job; the error names it.
+func (r *run) rollback(ctx context.Context, bottle string) []error {
+	r.mu.Lock()
+	names := make([]string, 0, len(r.minted[bottle]))
+	for n := range r.minted[bottle] {
+		names = append(names, n)
+	}
+	r.mu.Unlock()
+	sort.Strings(names)
+	var errs []error
+	for _, n := range names {
+		addr := resource.Address{Bottle: bottle, Kind: resource.KindDeployKey, Key: n}
+		op := r.op(planner.Change{Addr: addr})
+		if err := r.opts.Keys.Revoke(ctx, op); err != nil {
+			errs = append(errs, fmt.Errorf("rollback: revoke %s: %w (it stays in the state; run bottleform destroy or apply again)", addr, err))
+			continue
+		}
+		r.mu.Lock()
+		delete(r.minted[bottle], n)
+		r.st.Remove(addr)
+		err := r.store.Save(r.st)
+		r.mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
 // op builds the backend's view of a step from the plan and the state as it
 // is now.
 func (r *run) op(c planner.Change) *Op {
@@ -290,6 +358,7 @@ func (r *run) op(c planner.Change) *Op {
 		Bottle:  r.plan.Bottles[c.Addr.Bottle],
 		Attrs:   c.After,
 		Secrets: r.opts.Secrets,
+		Minted:  maps.Clone(r.minted[c.Addr.Bottle]),
 	}
 	if prior := r.st.Lookup(c.Addr); prior != nil {
 		cp := *prior

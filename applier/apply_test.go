@@ -187,6 +187,10 @@ func (h *harness) run(ctx context.Context, p *planner.Plan, store applier.Store,
 	if opts.Backends == nil {
 		opts.Backends = h.backends()
 	}
+	if k, ok := opts.Backends[resource.BackendDocker].(applier.Keys); ok && opts.Keys == nil {
+		// The fake (or a wrapper of it) mints deploy keys too.
+		opts.Keys = k
+	}
 	if store == nil {
 		store = h.mgr
 	}
@@ -277,6 +281,20 @@ func (w *wrapped) Update(ctx context.Context, op *applier.Op) (ids map[string]st
 
 func (w *wrapped) Delete(ctx context.Context, op *applier.Op) error {
 	return w.around(backendtest.OpDelete, op, func() error { return w.Backend.Delete(ctx, op) })
+}
+
+// Mint and Revoke make a wrapped fake the applier's Keys too, through
+// around like every other call.
+func (w *wrapped) Mint(ctx context.Context, op *applier.Op) (ids map[string]string, priv resource.Secret, err error) {
+	err = w.around(backendtest.OpCreate, op, func() (e error) {
+		ids, priv, e = w.Backend.(applier.Keys).Mint(ctx, op)
+		return e
+	})
+	return ids, priv, err
+}
+
+func (w *wrapped) Revoke(ctx context.Context, op *applier.Op) error {
+	return w.around(backendtest.OpDelete, op, func() error { return w.Backend.(applier.Keys).Revoke(ctx, op) })
 }
 
 func TestApplyOrder(t *testing.T) {

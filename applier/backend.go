@@ -49,9 +49,28 @@ type Op struct {
 	// once before the first step. Backends send each value only to where
 	// it belongs: the sidecar's control socket, the agent's granted env.
 	Secrets Secrets
+	// Minted holds the private keys of the deploy keys minted earlier in
+	// this run for this bottle, by git entry name. A git entry whose key
+	// was minted by an earlier run is not in it: its sidecar keeps the key
+	// it holds (it lives nowhere else).
+	Minted map[string]resource.Secret
 	// Warn reports something the user should know that does not fail the
 	// step (a failed MCP registration).
 	Warn func(msg string)
+}
+
+// Keys mints and revokes git entries' deploy keys on their forge. A deploy
+// key is not a runtime's object: the applier calls Keys for it, never a
+// Backend.
+type Keys interface {
+	// Mint generates a key pair, registers its public half as a deploy key
+	// of op's git entry, and returns the ids the state records (never the
+	// private key) with the private key, which the applier hands on only
+	// to the steps that deliver it to the sidecar.
+	Mint(ctx context.Context, op *Op) (ids map[string]string, private resource.Secret, err error)
+	// Revoke deletes the deploy key op.Prior records. A key that is
+	// already gone is not an error.
+	Revoke(ctx context.Context, op *Op) error
 }
 
 // Secrets maps references to their resolved values.

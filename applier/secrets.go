@@ -40,6 +40,14 @@ func Refs(p *planner.Plan) []resource.Ref {
 			}
 		}
 	}
+	// Revoking a deploy key needs its forge token, from the state.
+	for _, c := range p.Changes {
+		if c.Addr.Kind == resource.KindDeployKey && (c.Action == planner.Delete || c.Action == planner.Replace) {
+			if r, err := resource.ParseRef(c.Before["token"].Str); err == nil {
+				seen[r] = true
+			}
+		}
+	}
 	out := make([]resource.Ref, 0, len(seen))
 	for r := range seen {
 		out = append(out, r)
@@ -76,6 +84,12 @@ func resolve(ref resource.Ref, decls map[string]resource.SecretSource, src Sourc
 			return resource.Secret{}, fmt.Errorf("host_env(%q): the variable is not set; export it and apply again", ref.HostEnv)
 		}
 		return resource.NewSecret(v), nil
+	case ref.KeyFile != "":
+		b, err := src.ReadFile(hostPath(ref.KeyFile, src))
+		if err != nil {
+			return resource.Secret{}, fmt.Errorf("%s, a git key: %w", ref, err)
+		}
+		return resource.NewSecret(string(b)), nil
 	case ref.HostCredential != "":
 		if src.HostCredential == nil {
 			return resource.Secret{}, fmt.Errorf("%s: reading host credentials is not supported for %s", ref, ref.HostCredential)
@@ -94,14 +108,7 @@ func resolve(ref resource.Ref, decls map[string]resource.SecretSource, src Sourc
 		}
 		return resource.NewSecret(v), nil
 	case resource.SecretFile:
-		path := d.Source
-		if path == "~" || strings.HasPrefix(path, "~/") {
-			home, _ := src.LookupEnv("HOME")
-			path = filepath.Join(home, strings.TrimPrefix(path, "~"))
-		} else if !filepath.IsAbs(path) {
-			path = filepath.Join(src.Dir, path)
-		}
-		b, err := src.ReadFile(path)
+		b, err := src.ReadFile(hostPath(d.Source, src))
 		if err != nil {
 			return resource.Secret{}, fmt.Errorf("secret.%s: %w", d.Name, err)
 		}
@@ -117,4 +124,17 @@ func resolve(ref resource.Ref, decls map[string]resource.SecretSource, src Sourc
 		return resource.NewSecret(v), nil
 	}
 	return resource.Secret{}, fmt.Errorf("secret.%s has an unknown source", d.Name)
+}
+
+// hostPath expands a leading ~ to $HOME and makes a relative path relative
+// to the configuration directory.
+func hostPath(path string, src Source) string {
+	if path == "~" || strings.HasPrefix(path, "~/") {
+		home, _ := src.LookupEnv("HOME")
+		return filepath.Join(home, strings.TrimPrefix(path, "~"))
+	}
+	if !filepath.IsAbs(path) {
+		return filepath.Join(src.Dir, path)
+	}
+	return path
 }

@@ -373,3 +373,21 @@ func clone(m map[string]string) map[string]string {
 	}
 	return out
 }
+
+var _ applier.Keys = (*Fake)(nil)
+
+// Mint is the fake's applier.Keys: a deploy key is an object like the
+// others, and its calls are logged as creates, in the same log. The
+// private key is a fixed string derived from the object's id.
+func (f *Fake) Mint(ctx context.Context, op *applier.Op) (map[string]string, resource.Secret, error) {
+	ids, err := f.Create(ctx, op)
+	if err != nil {
+		return nil, resource.Secret{}, err
+	}
+	return ids, resource.NewSecret("fake-private-key-" + ids["id"]), nil
+}
+
+// Revoke deletes the fake's deploy key, logged as a delete.
+func (f *Fake) Revoke(ctx context.Context, op *applier.Op) error {
+	return f.Delete(ctx, op)
+}
