@@ -137,6 +137,46 @@ func (g *Gitea) CreateDeployKey(ctx context.Context, owner, repo, title string, 
 	}
 }
 
+// listPageSize is the page size ListDeployKeys asks for (Gitea's default
+// maximum is 50).
+const listPageSize = 50
+
+// DeployKey is a deploy key as Gitea lists it (the fields bottleform uses).
+type DeployKey struct {
+	ID    int64  `json:"id"`
+	Title string `json:"title"`
+	Key   string `json:"key"`
+}
+
+// ListDeployKeys returns every deploy key of owner/repo, page by page.
+func (g *Gitea) ListDeployKeys(ctx context.Context, owner, repo string) ([]DeployKey, error) {
+	const op = "list deploy keys"
+	rp, err := g.repoPath(op, owner, repo)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeployKey
+	for page := 1; page <= 1000; page++ {
+		path := fmt.Sprintf("%s/keys?page=%d&limit=%d", rp, page, listPageSize)
+		status, body, err := g.do(ctx, http.MethodGet, path, nil)
+		if err != nil {
+			return nil, fmt.Errorf("gitea: %s on %s/%s: %w", op, owner, repo, err)
+		}
+		if status != http.StatusOK {
+			return nil, &APIError{Op: op, Repo: owner + "/" + repo, Status: status, Body: g.quote(body)}
+		}
+		var keys []DeployKey
+		if err := json.Unmarshal(body, &keys); err != nil {
+			return nil, fmt.Errorf("gitea: %s on %s/%s: decoding the response: %w", op, owner, repo, err)
+		}
+		out = append(out, keys...)
+		if len(keys) < listPageSize {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("gitea: %s on %s/%s: more than 1000 pages", op, owner, repo)
+}
+
 // DeleteDeployKey revokes deploy key id on owner/repo. A key that is
 // already gone (404) counts as deleted.
 func (g *Gitea) DeleteDeployKey(ctx context.Context, owner, repo string, id int64) error {
@@ -275,63 +315,4 @@ func SplitRepo(path string) (owner, repo string, err error) {
 		return "", "", fmt.Errorf("forge: upstream path %q is not /owner/repo[.git]", path)
 	}
 	return parts[0], parts[1], nil
-}
-
-// KeyRequest asks MintKeys for one deploy key.
-type KeyRequest struct {
-	Owner    string
-	Repo     string
-	Title    string // deploy key title; also the key comment
-	ReadOnly bool   // false for a key that must push
-}
-
-// Minted is one deploy key created by MintKeys. PrivatePEM is a
-// resource.Secret: it prints as "(sensitive)" and refuses to marshal;
-// Reveal it only to write the stage directory's identity file.
-type Minted struct {
-	Owner      string
-	Repo       string
-	ID         int64
-	Title      string
-	PrivatePEM resource.Secret
-}
-
-// rollbackTimeout bounds the revocations MintKeys makes after a failure.
-const rollbackTimeout = 30 * time.Second
-
-// MintKeys generates and registers one key per request, in order. If any
-// step fails, the keys already created are revoked (newest first) before
-// returning; the error joins the failure with every revocation failure,
-// each naming the stranded key's repo and id. Revocation runs even if ctx
-// has been cancelled.
-func MintKeys(ctx context.Context, g *Gitea, reqs []KeyRequest) ([]Minted, error) {
-	out := make([]Minted, 0, len(reqs))
-	for i, r := range reqs {
-		priv, pub, err := GenerateKey(r.Title)
-		if err == nil {
-			var id int64
-			id, err = g.CreateDeployKey(ctx, r.Owner, r.Repo, r.Title, pub, r.ReadOnly)
-			if err == nil {
-				out = append(out, Minted{Owner: r.Owner, Repo: r.Repo, ID: id, Title: r.Title, PrivatePEM: resource.NewSecret(string(priv))})
-				continue
-			}
-		}
-		errs := []error{fmt.Errorf("forge: minting key %d of %d (%q on %s/%s): %w", i+1, len(reqs), r.Title, r.Owner, r.Repo, err)}
-		errs = append(errs, rollback(ctx, g, out)...)
-		return nil, errors.Join(errs...)
-	}
-	return out, nil
-}
-
-func rollback(ctx context.Context, g *Gitea, minted []Minted) []error {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
-	defer cancel()
-	var errs []error
-	for i := len(minted) - 1; i >= 0; i-- {
-		m := minted[i]
-		if err := g.DeleteDeployKey(rctx, m.Owner, m.Repo, m.ID); err != nil {
-			errs = append(errs, fmt.Errorf("forge: rollback: deploy key %d (%q) on %s/%s may still grant access, revoke it by hand: %w", m.ID, m.Title, m.Owner, m.Repo, err))
-		}
-	}
-	return errs
 }

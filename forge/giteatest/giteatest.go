@@ -173,6 +173,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, body []byte) int
 			return s.fail(w, st, "injected failure")
 		}
 		return s.create(w, full, body)
+	case len(segs) == 6 && r.Method == http.MethodGet:
+		return s.list(w, r, full)
 	case len(segs) == 7 && r.Method == http.MethodDelete:
 		if s.failDelete != 0 {
 			return s.fail(w, s.failDelete, "injected failure")
@@ -182,6 +184,26 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, body []byte) int
 		return s.fail(w, http.StatusMethodNotAllowed, "method not allowed")
 	}
 	return s.fail(w, http.StatusNotFound, "not found")
+}
+
+// list answers GET /repos/{owner}/{repo}/keys with Gitea's paging:
+// page (1-based, default 1) and limit (default and maximum 50).
+func (s *Server) list(w http.ResponseWriter, r *http.Request, full string) int {
+	keys, ok := s.repos[full]
+	if !ok {
+		return s.fail(w, http.StatusNotFound, "The target couldn't be found.")
+	}
+	page, limit := 1, 50
+	if v, err := strconv.Atoi(r.URL.Query().Get("page")); err == nil && v > 0 {
+		page = v
+	}
+	if v, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && v > 0 && v < limit {
+		limit = v
+	}
+	w.Header().Set("X-Total-Count", strconv.Itoa(len(keys)))
+	from := min((page-1)*limit, len(keys))
+	to := min(from+limit, len(keys))
+	return s.writeJSON(w, http.StatusOK, append([]DeployKey{}, keys[from:to]...))
 }
 
 func (s *Server) authorized(h string) bool {
