@@ -37,6 +37,9 @@ type Route struct {
 	TokenSlot  string `json:"token_slot,omitempty"`
 	// AllowPrivate lets the host resolve to a private address.
 	AllowPrivate bool `json:"allow_private_ip,omitempty"`
+	// Methods are the HTTP methods forwarded (empty: all, or only reads
+	// on a repo's host).
+	Methods []string `json:"methods,omitempty"`
 }
 
 // Repo is one git entry as the gate sees it.
@@ -57,7 +60,7 @@ type Repo struct {
 func FromBottle(b *resource.Bottle) Config {
 	c := Config{Bottle: b.Name, Supervise: b.Supervise, Routes: []Route{}, UpstreamCAs: b.UpstreamCA}
 	for _, r := range b.Egress {
-		w := Route{Host: r.Host, TLS: r.TLS, Paths: r.Paths, AllowPrivate: r.AllowPrivate}
+		w := Route{Host: r.Host, TLS: r.TLS, Paths: r.Paths, AllowPrivate: r.AllowPrivate, Methods: r.Methods}
 		if r.Auth != nil {
 			w.AuthScheme, w.TokenSlot = r.Auth.Scheme, r.Slot
 		}
@@ -78,6 +81,15 @@ func FromBottle(b *resource.Bottle) Config {
 type Delivery struct {
 	Config Config            `json:"config"`
 	Slots  map[string]string `json:"slots"`
+	// Keep names slots whose value the sidecar keeps from the
+	// configuration in force: the private keys of deploy keys minted by an
+	// earlier apply, which live nowhere but in the sidecar. A kept slot the
+	// sidecar does not have is missing.
+	Keep []string `json:"keep,omitempty"`
+	// Canaries are the bottle's other secret values (its agent's env
+	// secrets and tokens), by reference name: the git gate refuses a push
+	// that contains one, as it does one that contains a slot's value.
+	Canaries map[string]string `json:"canaries,omitempty"`
 }
 
 // Digest identifies a configuration: the sha256 of its JSON encoding. It
@@ -91,14 +103,20 @@ func (c Config) Digest() string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// CredentialSlots returns the token slots of the credentialed routes, in
-// route order: the slots a delivery must fill for the gateway to inject
-// every credential it was granted.
-func (c Config) CredentialSlots() []string {
+// RequiredSlots returns the token slots of the credentialed routes, in
+// route order, then the key slots of the repos: the slots a delivery must
+// fill for the gateway to inject every credential it was granted and for
+// the gate to reach every upstream.
+func (c Config) RequiredSlots() []string {
 	var slots []string
 	for _, r := range c.Routes {
 		if r.TokenSlot != "" {
 			slots = append(slots, r.TokenSlot)
+		}
+	}
+	for _, g := range c.Repos {
+		if g.KeySlot != "" {
+			slots = append(slots, g.KeySlot)
 		}
 	}
 	return slots
@@ -151,6 +169,14 @@ func (d *Delivery) Validate() error {
 	for _, s := range slices.Sorted(maps.Keys(d.Slots)) {
 		if !named[s] {
 			return fmt.Errorf("slot %s is not named by the configuration", s)
+		}
+	}
+	for _, s := range d.Keep {
+		if !named[s] {
+			return fmt.Errorf("kept slot %s is not named by the configuration", s)
+		}
+		if _, ok := d.Slots[s]; ok {
+			return fmt.Errorf("slot %s is both delivered and kept", s)
 		}
 	}
 	return nil

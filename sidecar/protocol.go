@@ -55,7 +55,8 @@ type Status struct {
 	Routes int    `json:"routes"`
 	Repos  int    `json:"repos"`
 	// SlotsComplete reports whether every credentialed route's token slot
-	// has a value; MissingSlots names those that do not (names only).
+	// and every repo's key slot has a value; MissingSlots names those that
+	// do not (names only).
 	SlotsComplete bool     `json:"slots_complete"`
 	MissingSlots  []string `json:"missing_slots"`
 }
@@ -151,7 +152,7 @@ func Health(ctx context.Context, path string) error {
 		return err
 	}
 	if st.Status != nil && len(st.MissingSlots) > 0 {
-		return fmt.Errorf("credentials missing for slots %v: credentialed routes fail closed; run bottleform apply", st.MissingSlots)
+		return fmt.Errorf("credentials missing for slots %v: their routes and repos fail closed; run bottleform apply (a deploy key lost in a restart is minted again)", st.MissingSlots)
 	}
 	return nil
 }

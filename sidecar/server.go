@@ -10,19 +10,34 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/bottleform/bottleform/resource"
 	"github.com/bottleform/bottleform/sidecar/egress"
+	"github.com/bottleform/bottleform/sidecar/gitgate"
 )
 
 // DefaultEgressAddr is where the egress gateway listens; the agent's proxy
 // variables point at http://egress:9099.
 const DefaultEgressAddr = ":9099"
+
+// DefaultGitAddr is where the git gate listens: the agent's git rewrites
+// each upstream URL to http://git-gate/<name>.git.
+const DefaultGitAddr = ":80"
+
+// DefaultGitRoot holds the gate's bare repositories: a tmpfs the backend
+// mounts with exec, since the pre-receive hooks run from it.
+const DefaultGitRoot = "/var/lib/bottleform/git"
+
+// DefaultKeyDir holds the upstream keys, one file per repository, on the
+// control socket's tmpfs: never on a disk.
+const DefaultKeyDir = "/run/bottleform/keys"
 
 // Options configure Run. Zero values take the defaults.
 type Options struct {
@@ -31,12 +46,23 @@ type Options struct {
 	ControlSocket string
 	// EgressAddr is the egress listener's address (DefaultEgressAddr).
 	EgressAddr string
+	// GitAddr is the git gate's address (DefaultGitAddr).
+	GitAddr string
+	// GitRoot is the directory of the gate's bare repositories
+	// (DefaultGitRoot); KeyDir that of the upstream keys (DefaultKeyDir).
+	GitRoot, KeyDir string
+	// Self is the bottleform binary the gate runs as its SSH transport and
+	// secret scanner (`Self sidecar git-ssh`, `Self sidecar git-scan`).
+	// Empty: this process's executable.
+	Self string
+	// Git is the git binary (empty: git from PATH).
+	Git string
 	// Log receives one JSON line per event (os.Stderr). No slot value is
 	// ever written to it.
 	Log io.Writer
-	// Ready, if set, is called once both listeners are up with the egress
-	// listener's address (tests listen on port 0 and learn it here).
-	Ready func(egress net.Addr)
+	// Ready, if set, is called once every listener is up with their
+	// addresses (tests listen on port 0 and learn them here).
+	Ready func(egress, git net.Addr)
 }
 
 // loaded is one configuration in force with its slot values. It is
@@ -47,10 +73,10 @@ type loaded struct {
 	slots  map[string]resource.Secret
 }
 
-// missing returns the credential slots that have no value.
+// missing returns the required slots that have no value.
 func (l *loaded) missing() []string {
 	out := []string{}
-	for _, s := range l.config.CredentialSlots() {
+	for _, s := range l.config.RequiredSlots() {
 		if v, ok := l.slots[s]; !ok || v.Empty() {
 			out = append(out, s)
 		}
@@ -59,9 +85,13 @@ func (l *loaded) missing() []string {
 }
 
 type server struct {
-	log *slog.Logger
-	cur atomic.Pointer[loaded]
-	gw  *egress.Gateway
+	log    *slog.Logger
+	cur    atomic.Pointer[loaded]
+	gw     *egress.Gateway
+	gate   *gitgate.Server
+	keyDir string
+
+	loadMu sync.Mutex // serializes loads
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool
@@ -78,10 +108,40 @@ func Run(ctx context.Context, o Options) error {
 	if o.EgressAddr == "" {
 		o.EgressAddr = DefaultEgressAddr
 	}
+	if o.GitAddr == "" {
+		o.GitAddr = DefaultGitAddr
+	}
+	if o.GitRoot == "" {
+		o.GitRoot = DefaultGitRoot
+	}
+	if o.KeyDir == "" {
+		o.KeyDir = DefaultKeyDir
+	}
 	if o.Log == nil {
 		o.Log = os.Stderr
 	}
-	s := &server{log: slog.New(slog.NewJSONHandler(o.Log, nil)), conns: map[net.Conn]bool{}}
+	if o.Self == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find bottleform's own binary for the git gate: %w", err)
+		}
+		o.Self = exe
+	}
+	// TMPDIR may name a directory on a tmpfs that starts empty.
+	if err := os.MkdirAll(os.TempDir(), 0o700); err != nil {
+		return fmt.Errorf("temporary directory: %w", err)
+	}
+	s := &server{log: slog.New(slog.NewJSONHandler(o.Log, nil)), conns: map[net.Conn]bool{}, keyDir: o.KeyDir}
+	s.gate = &gitgate.Server{
+		Root:        o.GitRoot,
+		Log:         s.log.With("component", "git-gate"),
+		Git:         o.Git,
+		SSHCommand:  []string{o.Self, "sidecar", "git-ssh"},
+		ScanCommand: []string{o.Self, "sidecar", "git-scan"},
+	}
+	if err := s.gate.SetRepos(nil); err != nil {
+		return fmt.Errorf("git gate: %w", err)
+	}
 
 	ctl, err := listenControl(o.ControlSocket)
 	if err != nil {
@@ -97,13 +157,27 @@ func Run(ctx context.Context, o Options) error {
 		eg.Close()
 		return fmt.Errorf("egress gateway: %w", err)
 	}
+	gl, err := net.Listen("tcp", o.GitAddr)
+	if err != nil {
+		s.gw.Close()
+		eg.Close()
+		return fmt.Errorf("git gate listener: %w", err)
+	}
+	// No write timeout: a clone of a large repository streams for long.
+	// Reading headers is bounded; bodies are bounded by the gate.
+	gsrv := &http.Server{Handler: s.gate, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- s.serveControl(ctl) }()
 	go func() { errc <- s.gw.Serve(eg) }()
-	s.log.Info("sidecar started", "control_socket", o.ControlSocket, "egress", eg.Addr().String())
+	go func() {
+		if err := gsrv.Serve(gl); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("git gate: %w", err)
+		}
+	}()
+	s.log.Info("sidecar started", "control_socket", o.ControlSocket, "egress", eg.Addr().String(), "git_gate", gl.Addr().String())
 	if o.Ready != nil {
-		o.Ready(eg.Addr())
+		o.Ready(eg.Addr(), gl.Addr())
 	}
 
 	var failed error
@@ -115,6 +189,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ctl.Close()
 	s.closeConns()
+	gsrv.Close()
 	s.gw.Close()
 	return failed
 }
@@ -237,14 +312,31 @@ func (s *server) load(d *Delivery) *Reply {
 		s.log.Warn("configuration rejected", "reason", err.Error())
 		return s.refuse("invalid delivery: " + err.Error())
 	}
-	if err := s.gw.SetPolicy(egressPolicy(d)); err != nil {
-		s.log.Warn("configuration rejected", "reason", err.Error())
-		return s.refuse("invalid delivery: " + err.Error())
-	}
+	s.loadMu.Lock()
+	defer s.loadMu.Unlock()
 	l := &loaded{config: d.Config, digest: d.Config.Digest(), slots: make(map[string]resource.Secret, len(d.Slots))}
 	for k, v := range d.Slots {
 		l.slots[k] = resource.NewSecret(v)
 	}
+	if prev := s.cur.Load(); prev != nil {
+		for _, k := range d.Keep {
+			if v, ok := prev.slots[k]; ok {
+				l.slots[k] = v
+			}
+		}
+	}
+	repos, err := s.writeKeys(l)
+	if err == nil {
+		err = s.gate.SetRepos(repos)
+	}
+	if err == nil {
+		err = s.gw.SetPolicy(egressPolicy(d))
+	}
+	if err != nil {
+		s.log.Warn("configuration rejected", "reason", err.Error())
+		return s.refuse("invalid delivery: " + err.Error())
+	}
+	s.gate.SetCanaries(canaries(l, d.Canaries))
 	s.cur.Store(l)
 	s.log.Info("configuration loaded", "bottle", l.config.Bottle, "config_digest", l.digest,
 		"routes", len(l.config.Routes), "repos", len(l.config.Repos), "missing_slots", l.missing())
@@ -276,7 +368,92 @@ func egressPolicy(d *Delivery) egress.Policy {
 	}
 	for _, r := range c.Routes {
 		p.Routes = append(p.Routes, egress.Route{Host: r.Host, TLS: r.TLS, Paths: r.Paths,
-			AuthScheme: r.AuthScheme, TokenSlot: r.TokenSlot, AllowPrivate: r.AllowPrivate})
+			AuthScheme: r.AuthScheme, TokenSlot: r.TokenSlot, AllowPrivate: r.AllowPrivate, Methods: r.Methods})
+	}
+	// The hosts of the repos are forges: the gate is their only write
+	// path, so their routes forward reads only unless they list methods.
+	for _, g := range c.Repos {
+		if !slices.Contains(p.ForgeHosts, g.Host) {
+			p.ForgeHosts = append(p.ForgeHosts, g.Host)
+		}
 	}
 	return p
+}
+
+// writeKeys writes the key of every repository that has one to its file
+// in the key directory (a tmpfs), mode 0600, removes the files of keys no
+// longer delivered, and returns the gate's view of the repositories.
+func (s *server) writeKeys(l *loaded) ([]gitgate.Repo, error) {
+	if err := os.MkdirAll(s.keyDir, 0o700); err != nil {
+		return nil, fmt.Errorf("key directory: %w", err)
+	}
+	keep := map[string]bool{}
+	var repos []gitgate.Repo
+	for _, g := range l.config.Repos {
+		if !gitgate.ValidName(g.Name) {
+			return nil, fmt.Errorf("invalid repository name %q", g.Name)
+		}
+		r := gitgate.Repo{Name: g.Name, Push: g.Push, Upstream: gitgate.Upstream{
+			User: g.User, Host: g.Host, Port: g.Port, Path: g.Path, HostKey: g.HostKey,
+		}}
+		if v, ok := l.slots[g.KeySlot]; ok && !v.Empty() {
+			r.KeyFile = filepath.Join(s.keyDir, g.Name)
+			if err := writeSecretFile(r.KeyFile, v); err != nil {
+				return nil, fmt.Errorf("repo %s: write its key: %w", g.Name, err)
+			}
+			keep[g.Name] = true
+		}
+		repos = append(repos, r)
+	}
+	entries, err := os.ReadDir(s.keyDir)
+	if err != nil {
+		return nil, fmt.Errorf("key directory: %w", err)
+	}
+	for _, e := range entries {
+		if !keep[e.Name()] {
+			os.Remove(filepath.Join(s.keyDir, e.Name()))
+		}
+	}
+	return repos, nil
+}
+
+// writeSecretFile writes v to path with mode 0600, through a temporary
+// file and a rename, so that git never reads half a key.
+func writeSecretFile(path string, v resource.Secret) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".key-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.WriteString(v.Reveal())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// canaries are the values the gate refuses to let a push carry: every
+// slot's (tokens, keys), named by what it is, and the delivery's others.
+func canaries(l *loaded, extra map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range extra {
+		out[k] = v
+	}
+	for _, r := range l.config.Routes {
+		if v, ok := l.slots[r.TokenSlot]; ok && r.TokenSlot != "" && !v.Empty() {
+			out["the credential of egress route "+r.Host] = v.Reveal()
+		}
+	}
+	for _, g := range l.config.Repos {
+		if v, ok := l.slots[g.KeySlot]; ok && !v.Empty() {
+			out["the upstream key of git entry "+g.Name] = v.Reveal()
+		}
+	}
+	return out
 }

@@ -45,6 +45,7 @@ func (b *syncBuffer) String() string {
 type running struct {
 	socket string
 	egress string
+	git    string
 	log    *syncBuffer
 	stop   func() error
 }
@@ -64,7 +65,11 @@ func start(t *testing.T) *running {
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{ControlSocket: r.socket, EgressAddr: "127.0.0.1:0", Log: r.log, Ready: func(a net.Addr) { ready <- a }})
+		done <- Run(ctx, Options{
+			ControlSocket: r.socket, EgressAddr: "127.0.0.1:0", Log: r.log,
+			GitAddr: "127.0.0.1:0", GitRoot: filepath.Join(dir, "git"), KeyDir: filepath.Join(dir, "run", "keys"),
+			Ready: func(eg, git net.Addr) { r.git = git.String(); ready <- eg },
+		})
 	}()
 	select {
 	case a := <-ready:
@@ -164,20 +169,20 @@ func TestControlProtocol(t *testing.T) {
 	if rep.Status == nil || rep.Bottle != "reviewer" || rep.Routes != 3 || rep.Repos != 1 {
 		t.Fatalf("status after load = %+v", rep)
 	}
-	if rep.SlotsComplete || !slices.Equal(rep.MissingSlots, []string{"EGRESS_TOKEN_1"}) {
-		t.Errorf("status: slots_complete %v, missing %q; want false, [EGRESS_TOKEN_1]", rep.SlotsComplete, rep.MissingSlots)
+	if rep.SlotsComplete || !slices.Equal(rep.MissingSlots, []string{"EGRESS_TOKEN_1", "GIT_KEY_app"}) {
+		t.Errorf("status: slots_complete %v, missing %q; want false, [EGRESS_TOKEN_1 GIT_KEY_app]", rep.SlotsComplete, rep.MissingSlots)
 	}
 
 	// Filling the slot completes it; a slot left out of the map entirely is
 	// missing too.
-	rep = r.call(t, loadReq(t, delivery(map[string]string{"EGRESS_TOKEN_0": canary, "EGRESS_TOKEN_1": canary + "-2"})))
+	rep = r.call(t, loadReq(t, delivery(map[string]string{"EGRESS_TOKEN_0": canary, "EGRESS_TOKEN_1": canary + "-2", "GIT_KEY_app": canary + "-key"})))
 	if !rep.OK {
 		t.Fatalf("second load: %+v", rep)
 	}
 	if rep = r.call(t, `{"op":"status"}`); !rep.SlotsComplete || len(rep.MissingSlots) != 0 {
 		t.Errorf("status with every slot = %+v", rep.Status)
 	}
-	rep = r.call(t, loadReq(t, delivery(map[string]string{"EGRESS_TOKEN_1": canary})))
+	rep = r.call(t, loadReq(t, delivery(map[string]string{"EGRESS_TOKEN_1": canary, "GIT_KEY_app": canary + "-key"})))
 	if rep = r.call(t, `{"op":"status"}`); !slices.Equal(rep.MissingSlots, []string{"EGRESS_TOKEN_0"}) {
 		t.Errorf("status with a slot left out = %+v", rep.Status)
 	}
@@ -302,7 +307,7 @@ func TestCtlAndHealth(t *testing.T) {
 	if err := Health(context.Background(), r.socket); err == nil || !strings.Contains(err.Error(), "EGRESS_TOKEN_1") {
 		t.Fatalf("Health with a missing slot: %v, want it named", err)
 	}
-	if rep := r.call(t, loadReq(t, delivery(map[string]string{"EGRESS_TOKEN_0": "x", "EGRESS_TOKEN_1": "y"}))); !rep.OK {
+	if rep := r.call(t, loadReq(t, delivery(map[string]string{"EGRESS_TOKEN_0": "x", "EGRESS_TOKEN_1": "y", "GIT_KEY_app": "k"}))); !rep.OK {
 		t.Fatalf("load: %+v", rep)
 	}
 	if err := Health(context.Background(), r.socket); err != nil {
@@ -439,5 +444,130 @@ func TestRunRefusesANonSocket(t *testing.T) {
 	err := Run(context.Background(), Options{ControlSocket: p, EgressAddr: "127.0.0.1:0", Log: io.Discard})
 	if err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("Run = %v, want a refusal to replace a regular file", err)
+	}
+}
+
+func TestGitGateKeysAndKeep(t *testing.T) {
+	r := start(t)
+	keyFile := filepath.Join(filepath.Dir(r.socket), "keys", "app")
+	full := map[string]string{"EGRESS_TOKEN_0": "a", "EGRESS_TOKEN_1": "b"}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range full {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+
+	// A delivered key is written to the key directory, 0600.
+	if rep := r.call(t, loadReq(t, delivery(with(map[string]string{"GIT_KEY_app": canary})))); !rep.OK {
+		t.Fatalf("load: %+v", rep)
+	}
+	st, err := os.Stat(keyFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v; want mode 0600", st, err)
+	}
+	if b, _ := os.ReadFile(keyFile); string(b) != canary {
+		t.Errorf("key file holds %q", b)
+	}
+
+	// Kept: a load without the value keeps what the sidecar has.
+	d := delivery(full)
+	d.Keep = []string{"GIT_KEY_app"}
+	if rep := r.call(t, loadReq(t, d)); !rep.OK {
+		t.Fatalf("load with keep: %+v", rep)
+	}
+	if rep := r.call(t, `{"op":"status"}`); !rep.SlotsComplete {
+		t.Errorf("status after a load that keeps the key: %+v", rep.Status)
+	}
+	if b, _ := os.ReadFile(keyFile); string(b) != canary {
+		t.Errorf("after keep, the key file holds %q", b)
+	}
+
+	// Refused: a slot both delivered and kept, or kept but never named.
+	bad := delivery(with(map[string]string{"GIT_KEY_app": "x"}))
+	bad.Keep = []string{"GIT_KEY_app"}
+	if rep := r.call(t, loadReq(t, bad)); rep.OK || !strings.Contains(rep.Error, "both delivered and kept") {
+		t.Errorf("load with a slot delivered and kept: %+v", rep)
+	}
+	bad = delivery(full)
+	bad.Keep = []string{"GIT_KEY_other"}
+	if rep := r.call(t, loadReq(t, bad)); rep.OK || !strings.Contains(rep.Error, "not named") {
+		t.Errorf("load keeping an unnamed slot: %+v", rep)
+	}
+
+	// The gate serves the declared repo: without a pinned host key it
+	// refuses to contact the upstream (503); an undeclared repo is 404.
+	for path, want := range map[string]int{"/app.git/info/refs?service=git-upload-pack": 503, "/other.git/info/refs?service=git-upload-pack": 404} {
+		resp, err := http.Get("http://" + r.git + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+
+	// The repo removed: its key file goes with it.
+	d = delivery(full)
+	d.Config.Repos = nil
+	if rep := r.call(t, loadReq(t, d)); !rep.OK {
+		t.Fatalf("load without repos: %+v", rep)
+	}
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Errorf("the key file of a removed repo: %v, want it gone", err)
+	}
+	if strings.Contains(r.log.String(), canary) {
+		t.Error("the sidecar's log holds the key")
+	}
+
+	// A sidecar that restarted has nothing to keep: the slot is missing.
+	r2 := start(t)
+	d = delivery(full)
+	d.Keep = []string{"GIT_KEY_app"}
+	if rep := r2.call(t, loadReq(t, d)); !rep.OK {
+		t.Fatalf("load with keep into a new sidecar: %+v", rep)
+	}
+	if rep := r2.call(t, `{"op":"status"}`); rep.SlotsComplete || !slices.Equal(rep.MissingSlots, []string{"GIT_KEY_app"}) {
+		t.Errorf("status of a new sidecar asked to keep a key it never had: %+v", rep.Status)
+	}
+}
+
+// The hosts of a bottle's repos are forges: the gateway forwards only
+// reads to them unless their route lists write methods.
+func TestForgeHostIsReadOnly(t *testing.T) {
+	r := start(t)
+	d := delivery(map[string]string{"EGRESS_TOKEN_0": "a", "EGRESS_TOKEN_1": "b", "GIT_KEY_app": "k"})
+	d.Config.Routes = append(d.Config.Routes,
+		Route{Host: "gitea.example", TLS: resource.TLSIntercept},
+		Route{Host: "wiki.example", TLS: resource.TLSIntercept, Methods: []string{"GET", "POST"}})
+	d.Config.Repos = append(d.Config.Repos, Repo{Name: "wiki", User: "git", Host: "wiki.example", Port: 22, Path: "/acme/wiki.git", KeySlot: "GIT_KEY_wiki"})
+	d.Slots["GIT_KEY_wiki"] = "k2"
+	if rep := r.call(t, loadReq(t, d)); !rep.OK {
+		t.Fatalf("load: %+v", rep)
+	}
+	proxy := &url.URL{Scheme: "http", Host: r.egress}
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}, Timeout: 5 * time.Second}
+	post := func(target string) (int, string) {
+		t.Helper()
+		resp, err := c.Post(target, "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatalf("POST %s: %v", target, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := post("http://gitea.example/api/v1/repos/acme/app/contents/x"); code != http.StatusMethodNotAllowed || !strings.Contains(body, "forge") {
+		t.Errorf("POST to a forge host without a grant: %d %q, want 405 naming the forge rule", code, body)
+	}
+	// Granted explicitly: the gateway lets it through to the dial, which
+	// fails here (nothing is reached beyond loopback).
+	if code, body := post("http://wiki.example/api/v1/repos/acme/wiki/contents/x"); code == http.StatusMethodNotAllowed {
+		t.Errorf("POST to a forge host whose route lists POST: %d %q", code, body)
 	}
 }
