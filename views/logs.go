@@ -42,6 +42,12 @@ type decision struct {
 	Reason  string    `json:"reason"`
 	Status  int       `json:"status"`
 	Bytes   *int64    `json:"bytes"`
+	// The git gate's lines: a request ("git": Repo, Service) and what git,
+	// the push hook and the upstream said about one ("git hook", "git
+	// upstream", "git stderr": Line).
+	Repo    string `json:"repo"`
+	Service string `json:"service"`
+	Line    string `json:"line"`
 }
 
 func (d *DecisionWriter) Write(p []byte) (int, error) {
@@ -71,14 +77,37 @@ func (d *DecisionWriter) Flush() error {
 
 func (d *DecisionWriter) line(line []byte) error {
 	var dec decision
-	if json.Unmarshal(line, &dec) != nil || dec.Msg != "egress" {
+	if json.Unmarshal(line, &dec) != nil {
 		return nil
 	}
-	if d.opts.Denied && dec.Verdict != "deny" {
+	switch dec.Msg {
+	case "egress":
+		if d.opts.Denied && dec.Verdict != "deny" {
+			return nil
+		}
+	case "git":
+		if d.opts.Denied && dec.Status < 400 {
+			return nil
+		}
+	case "git hook", "git upstream", "git stderr":
+	default:
 		return nil
 	}
 	if d.opts.JSON {
 		_, err := fmt.Fprintf(d.w, "%s\n", bytes.TrimSpace(line))
+		return err
+	}
+	ts := dec.Time.UTC().Format("2006-01-02T15:04:05.000Z")
+	switch dec.Msg {
+	case "git":
+		verdict := paint(d.opts.Color, ansiGreen, "git  ")
+		if dec.Status >= 400 {
+			verdict = paint(d.opts.Color, ansiRed, "GIT  ")
+		}
+		_, err := fmt.Fprintf(d.w, "%s  %s  %-7s git-gate%s  %d %s\n", ts, verdict, clean(dec.Method), clean(dec.Path), dec.Status, clean(dec.Service))
+		return err
+	case "git hook", "git upstream", "git stderr":
+		_, err := fmt.Fprintf(d.w, "%s  %s  %s: %s\n", ts, paint(d.opts.Color, ansiRed, "  >  "), clean(dec.Repo), clean(dec.Line))
 		return err
 	}
 	verdict := paint(d.opts.Color, ansiGreen, "allow")
@@ -97,6 +126,6 @@ func (d *DecisionWriter) line(line []byte) error {
 		tail = " (" + strings.Join(extra, ", ") + ")"
 	}
 	_, err := fmt.Fprintf(d.w, "%s  %s  %-7s %s%s  %d %s%s\n",
-		dec.Time.UTC().Format("2006-01-02T15:04:05.000Z"), verdict, clean(dec.Method), clean(dec.Host), clean(dec.Path), dec.Status, clean(dec.Reason), clean(tail))
+		ts, verdict, clean(dec.Method), clean(dec.Host), clean(dec.Path), dec.Status, clean(dec.Reason), clean(tail))
 	return err
 }

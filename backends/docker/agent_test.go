@@ -131,8 +131,8 @@ func TestAgent(t *testing.T) {
 		t.Errorf("MCP removal without the CLI: %v", err)
 	}
 
-	// Deploy keys wait for the git gate.
-	if _, err := f.b.Create(ctx, f.op(resource.Address{Bottle: "agent", Kind: resource.KindDeployKey, Key: "app"})); !errors.Is(err, ErrDeployKeys) {
+	// Deploy keys are the applier's (its Keys), never a backend's.
+	if _, err := f.b.Create(ctx, f.op(resource.Address{Bottle: "agent", Kind: resource.KindDeployKey, Key: "app"})); !errors.Is(err, errDeployKey) {
 		t.Errorf("deploy key: %v", err)
 	}
 

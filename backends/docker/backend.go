@@ -129,9 +129,9 @@ func componentLabel(component string) string {
 	return component
 }
 
-// ErrDeployKeys is returned for deploy key objects until the git gate
-// builds them.
-var ErrDeployKeys = errors.New("deploy keys are not supported yet")
+// errDeployKey is returned for deploy key objects: the applier mints and
+// revokes them through its Keys, never through a backend.
+var errDeployKey = errors.New("deploy keys are minted by the applier's Keys, not by a backend (applier bug)")
 
 // Create makes the object of op and returns its ids. An object left by an
 // interrupted run is adopted (networks) or recreated (containers); files in
@@ -152,7 +152,7 @@ func (b *Backend) create(ctx context.Context, op *applier.Op) (map[string]string
 	case resource.KindEgress, resource.KindGit:
 		return nil, b.deliver(ctx, op, false)
 	case resource.KindDeployKey:
-		return nil, ErrDeployKeys
+		return nil, errDeployKey
 	case resource.KindAgent:
 		return b.createAgent(ctx, op)
 	case resource.KindAuth, resource.KindPrompt, resource.KindSkill, resource.KindMCP:
@@ -225,7 +225,7 @@ func (b *Backend) delete(ctx context.Context, op *applier.Op) error {
 	case resource.KindEgress, resource.KindGit:
 		return b.deliver(ctx, op, true)
 	case resource.KindDeployKey:
-		return ErrDeployKeys
+		return errDeployKey
 	case resource.KindAuth, resource.KindPrompt, resource.KindSkill, resource.KindMCP:
 		return b.unprovision(ctx, op)
 	}

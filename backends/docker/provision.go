@@ -21,6 +21,7 @@ const (
 	bottleformDir = ".bottleform"
 	promptPath    = ".bottleform/prompt.md"
 	authEnvPath   = ".bottleform/env"
+	gitConfigPath = ".bottleform/gitconfig"
 )
 
 // provision writes what lives in the agent: the prompt, a skill, the auth
@@ -59,6 +60,9 @@ func (b *Backend) unprovision(ctx context.Context, op *applier.Op) error {
 	case resource.KindPrompt:
 		return a.remove(ctx, promptPath)
 	case resource.KindAuth:
+		if err := a.remove(ctx, gitConfigPath); err != nil {
+			return err
+		}
 		return a.remove(ctx, authEnvPath)
 	case resource.KindSkill:
 		p, err := agent.Lookup(providerOf(op))
@@ -210,24 +214,27 @@ func (a *Agent) writeAuth(ctx context.Context, op *applier.Op) error {
 	if err := a.writeFiles(ctx, "", []tarEntry{{Name: authEnvPath, Mode: 0o644, Data: buf.Bytes()}}); err != nil {
 		return err
 	}
-	gu := op.Bottle.GitUser
-	if gu == nil {
+	if err := a.writeFiles(ctx, "", []tarEntry{{Name: gitConfigPath, Mode: 0o644, Data: []byte(agent.GitConfig(op.Bottle))}}); err != nil {
+		return err
+	}
+	if op.Bottle.GitUser == nil && len(op.Bottle.Git) == 0 {
 		return nil
 	}
 	if _, _, code, err := a.Exec(ctx, []string{"git", "--version"}, "", nil); err != nil {
 		return err
 	} else if code != 0 {
-		warn(op, "git is not in the image %s: git_user (%s <%s>) was not configured", op.Bottle.Image, gu.Name, gu.Email)
+		warn(op, "git is not in the image %s: its git_user and git entries were not configured", op.Bottle.Image)
 		return nil
 	}
-	for _, kv := range [][2]string{{"user.name", gu.Name}, {"user.email", gu.Email}} {
-		_, errb, code, err := a.Exec(ctx, []string{"git", "config", "--global", kv[0], kv[1]}, "", nil)
-		if err != nil {
-			return err
-		}
-		if code != 0 {
-			return fmt.Errorf("`git config --global %s` exited %d in %s: %s", kv[0], code, a.name, tailText(errb))
-		}
+	// ~/.gitconfig includes bottleform's file once; the agent's own
+	// settings there are left alone.
+	argv := []string{"git", "config", "--global", "--replace-all", "include.path", "~/" + gitConfigPath, `^~/\.bottleform/gitconfig$`}
+	_, errb, code, err := a.Exec(ctx, argv, "", nil)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("`git config --global include.path` exited %d in %s: %s", code, a.name, tailText(errb))
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 
 	"github.com/bottleform/bottleform/applier"
+	"github.com/bottleform/bottleform/resource"
 	"github.com/bottleform/bottleform/sidecar"
 )
 
@@ -20,8 +21,11 @@ const (
 	// sidecarUser is the sidecar image's "sidecar" user; the control
 	// socket's tmpfs belongs to it.
 	sidecarUser = "65532:65532"
-	// controlDir is the tmpfs the control socket lives in.
+	// controlDir is the tmpfs the control socket and the upstream keys
+	// live in.
 	controlDir = "/run/bottleform"
+	// gitDir is the tmpfs the git gate's repositories live in.
+	gitDir = "/var/lib/bottleform"
 	// healthTimeout bounds the wait for a new sidecar to answer.
 	healthTimeout = 30 * time.Second
 )
@@ -48,7 +52,10 @@ func (b *Backend) createSidecar(ctx context.Context, op *applier.Op) (map[string
 		// The image's entrypoint, spelled out: /bottleform sidecar.
 		Entrypoint: []string{"/bottleform"},
 		Cmd:        []string{"sidecar"},
-		Labels:     labels(op, compSidecar),
+		// The root is read-only: temporary files (the push hook's log)
+		// go to the git tmpfs.
+		Env:    []string{"TMPDIR=" + gitDir + "/tmp"},
+		Labels: labels(op, compSidecar),
 		Healthcheck: &container.HealthConfig{
 			Test:     []string{"CMD", "/bottleform", "sidecar", "health"},
 			Interval: time.Second,
@@ -61,7 +68,12 @@ func (b *Backend) createSidecar(ctx context.Context, op *applier.Op) (map[string
 		ReadonlyRootfs: true,
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges"},
-		Tmpfs:          map[string]string{controlDir: "mode=0700,uid=65532,gid=65532"},
+		Tmpfs: map[string]string{
+			controlDir: "mode=0700,uid=65532,gid=65532",
+			// The gate's bare repositories: exec, since their pre-receive
+			// hooks run from there.
+			gitDir: "exec,mode=0700,uid=65532,gid=65532",
+		},
 	}
 	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 		internal: {Aliases: sidecarAliases},
@@ -133,6 +145,7 @@ func (b *Backend) deliver(ctx context.Context, op *applier.Op, deleting bool) er
 // reference that was not resolved fails the step, naming the reference.
 func delivery(op *applier.Op) (sidecar.Delivery, error) {
 	d := sidecar.Delivery{Config: sidecar.FromBottle(op.Bottle), Slots: map[string]string{}}
+	delivered := map[resource.Ref]bool{}
 	for _, r := range op.Bottle.Egress {
 		if r.Auth == nil || r.Slot == "" {
 			continue
@@ -145,6 +158,36 @@ func delivery(op *applier.Op) (sidecar.Delivery, error) {
 			warn(op, "%s is empty: the sidecar will refuse %s until it has a value", r.Auth.Token, r.Host)
 		}
 		d.Slots[r.Slot] = v.Reveal()
+		delivered[r.Auth.Token] = true
+	}
+	for _, g := range op.Bottle.Git {
+		slot := "GIT_KEY_" + g.Name
+		switch g.Key.Kind {
+		case resource.KeyFile:
+			ref := resource.Ref{KeyFile: g.Key.Path}
+			v, ok := op.Secrets.Value(ref)
+			if !ok {
+				return d, fmt.Errorf("the key of git entry %s (%s) was not read; nothing was delivered to the sidecar", g.Name, ref)
+			}
+			d.Slots[slot] = v.Reveal()
+			delivered[ref] = true
+		case resource.KeyGitea:
+			if v, ok := op.Minted[g.Name]; ok {
+				d.Slots[slot] = v.Reveal()
+			} else {
+				// Minted by an earlier apply: only the sidecar has it.
+				d.Keep = append(d.Keep, slot)
+			}
+		}
+	}
+	// The bottle's other secrets are canaries for the gate's scan.
+	for _, ref := range op.Bottle.Refs() {
+		if v, ok := op.Secrets.Value(ref); ok && !delivered[ref] && !v.Empty() {
+			if d.Canaries == nil {
+				d.Canaries = map[string]string{}
+			}
+			d.Canaries[ref.String()] = v.Reveal()
+		}
 	}
 	return d, nil
 }

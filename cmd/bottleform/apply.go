@@ -17,6 +17,7 @@ import (
 
 	"github.com/bottleform/bottleform/applier"
 	"github.com/bottleform/bottleform/config"
+	"github.com/bottleform/bottleform/forge"
 	"github.com/bottleform/bottleform/planner"
 	"github.com/bottleform/bottleform/state"
 	"github.com/bottleform/bottleform/views"
@@ -191,6 +192,7 @@ func runApply(g *globals, o applyOptions) error {
 	}
 	final, applyErr := applier.Apply(ctx, p, prior, mgr, applier.Options{
 		Backends:    backends,
+		Keys:        &forge.DeployKeys{},
 		Parallelism: o.parallelism,
 		Hook:        hook,
 		Secrets:     secrets,

@@ -20,10 +20,12 @@ func newLogs(g *globals) *cobra.Command {
 	var o logsOptions
 	cmd := &cobra.Command{
 		Use:   "logs BOTTLE",
-		Short: "Show the egress gateway's decisions for a bottle",
+		Short: "Show the egress gateway's decisions and the git gate's requests for a bottle",
 		Long: `logs shows every decision the bottle's egress gateway made: time, method,
-host, path, the route that matched, the verdict and its reason. --denied
-shows only refusals, which are what a bottle that cannot do its job needs.`,
+host, path, the route that matched, the verdict and its reason; and every
+request to its git gate, with what the push policy, the secret scan and the
+upstream said. --denied shows only refusals, which are what a bottle that
+cannot do its job needs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error { return runLogs(g, args[0], o) },
 	}
