@@ -38,6 +38,10 @@ type Options struct {
 	// env secret a bottle uses is set, and that file secrets and key files
 	// exist. validate leaves it nil; plan and apply set it to os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// Override, when set, gives the content to read instead of the file at
+	// that path (as Load finds it: dir joined with the file's name), so an
+	// edit can be checked before it is written.
+	Override map[string][]byte
 }
 
 // Load reads every *.hcl file in dir. It returns a nil File when there is an
@@ -60,6 +64,14 @@ func Load(dir string, opts Options) (*File, map[string]*hcl.File, hcl.Diagnostic
 	var diags hcl.Diagnostics
 	var files []*hcl.File
 	for _, name := range names {
+		if src, ok := opts.Override[name]; ok {
+			f, d := parser.ParseHCL(src, rel(dir, name))
+			diags = append(diags, d...)
+			if f != nil {
+				files = append(files, f)
+			}
+			continue
+		}
 		f, d := parser.ParseHCLFile(rel(dir, name))
 		if f == nil {
 			// ParseHCLFile failed to read; retry with the full path so the
