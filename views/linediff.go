@@ -2,6 +2,8 @@ package views
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"strings"
 
 	"github.com/bottleform/bottleform/resource"
@@ -104,4 +106,29 @@ func collapse(ops []op, context int) []item {
 		}
 	}
 	return items
+}
+
+// FileDiff writes the line diff of a file's content before and after an
+// edit, with three lines of context: "--- path", "+++ path", then kept
+// lines indented, removed lines with "-", added lines with "+", and each
+// run of unchanged lines left out as one "@@ N unchanged lines @@" line.
+func FileDiff(w io.Writer, path string, before, after []byte, color bool) error {
+	a := strings.Split(strings.TrimSuffix(string(before), "\n"), "\n")
+	b := strings.Split(strings.TrimSuffix(string(after), "\n"), "\n")
+	var out strings.Builder
+	fmt.Fprintf(&out, "--- %s\n+++ %s\n", path, path)
+	for _, it := range collapse(diffSeq(a, b), 3) {
+		switch {
+		case it.hidden > 0:
+			fmt.Fprintf(&out, "@@ %d unchanged lines @@\n", it.hidden)
+		case it.kind == diffmatchpatch.DiffEqual:
+			fmt.Fprintf(&out, " %s\n", clean(a[it.a]))
+		case it.kind == diffmatchpatch.DiffDelete:
+			out.WriteString(paint(color, ansiRed, "-"+clean(a[it.a])) + "\n")
+		default:
+			out.WriteString(paint(color, ansiGreen, "+"+clean(b[it.b])) + "\n")
+		}
+	}
+	_, err := io.WriteString(w, out.String())
+	return err
 }

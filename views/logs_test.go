@@ -52,3 +52,16 @@ not json at all
 		})
 	}
 }
+
+func TestFileDiff(t *testing.T) {
+	before := "a\nb\nc\nd\ne\nf\ng\nh\ni\n"
+	after := "a\nb\nc\nd\ne\nf\ng\nh\ni\n# why\negress \"x\" {\n}\n"
+	var out strings.Builder
+	if err := FileDiff(&out, "main.hcl", []byte(before), []byte(after), false); err != nil {
+		t.Fatal(err)
+	}
+	want := "--- main.hcl\n+++ main.hcl\n@@ 6 unchanged lines @@\n g\n h\n i\n+# why\n+egress \"x\" {\n+}\n"
+	if out.String() != want {
+		t.Errorf("diff:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
