@@ -22,30 +22,79 @@ type Provider struct {
 	// TokenEnv is the env var the CLI reads its token from; it holds
 	// Placeholder when the bottle grants a token.
 	TokenEnv string
+	// TokenScheme is the Authorization scheme the CLI sends its credential
+	// with (the placeholder in TokenEnv, or the access token of its
+	// credentials file); the provider's routes inject the real credential
+	// with the same scheme, so the request upstream looks like one the CLI
+	// made with the real credential.
+	TokenScheme string
 	// Flags are env vars always set in the agent (presence is what counts).
 	Flags map[string]string
+	// RootEnv are env vars set as well when the agent user is root.
+	RootEnv map[string]string
 	// HiddenEnv are env names never listed in summaries.
 	HiddenEnv []string
 	// CACertEnv are provider-specific variables pointing at the bottle CA.
 	CACertEnv []string
 	// SkillsDir is where skills go, relative to the agent user's home.
 	SkillsDir string
+	// Command is the provider's CLI; Args are the flags RunAgent passes
+	// before the caller's arguments (the bottle is the sandbox, so the
+	// CLI's own approval prompts are bypassed).
+	Command string
+	Args    []string
+	// PromptFlag, when set, is the flag that takes the path of the
+	// provisioned prompt; RunAgent passes it when the prompt is not empty.
+	PromptFlag string
+	// MCPAdd and MCPRemove are the CLI's commands that register and remove
+	// an HTTP MCP server for the agent user, with {name} and {url} in
+	// place of the server's name and URL.
+	MCPAdd, MCPRemove []string
+	// Files are the files in the agent user's home that the provider's
+	// auth writes (see File).
+	Files []File
+	// ReadHostCredential reads the credential forward_host_credentials
+	// forwards from the host; nil when the provider forwards none.
+	ReadHostCredential func(Host) (resource.Secret, error)
 }
 
 var providers = map[string]*Provider{
 	resource.ProviderClaude: {
-		Name:      resource.ProviderClaude,
-		APIHosts:  []string{"api.anthropic.com"},
-		TokenEnv:  "CLAUDE_CODE_OAUTH_TOKEN",
-		Flags:     map[string]string{"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
-		HiddenEnv: []string{"CLAUDE_CODE_OAUTH_TOKEN"},
-		SkillsDir: ".claude/skills",
+		Name:        resource.ProviderClaude,
+		APIHosts:    []string{"api.anthropic.com"},
+		TokenEnv:    "CLAUDE_CODE_OAUTH_TOKEN",
+		TokenScheme: "Bearer",
+		Flags:       map[string]string{"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
+		// claude refuses --dangerously-skip-permissions as root unless it is
+		// told it runs in a sandbox.
+		RootEnv:    map[string]string{"IS_SANDBOX": "1"},
+		HiddenEnv:  []string{"CLAUDE_CODE_OAUTH_TOKEN"},
+		SkillsDir:  ".claude/skills",
+		Command:    "claude",
+		Args:       []string{"--dangerously-skip-permissions"},
+		PromptFlag: "--append-system-prompt-file",
+		MCPAdd:     []string{"claude", "mcp", "add", "--scope", "user", "--transport", "http", "{name}", "{url}"},
+		MCPRemove:  []string{"claude", "mcp", "remove", "--scope", "user", "{name}"},
+		Files:      []File{{Path: ".claude.json", Mode: 0o600, Build: claudeJSON}},
 	},
 	resource.ProviderCodex: {
-		Name:      resource.ProviderCodex,
-		APIHosts:  []string{"api.openai.com", "chatgpt.com"},
-		CACertEnv: []string{"CODEX_CA_CERTIFICATE"},
-		SkillsDir: ".codex/skills",
+		Name:        resource.ProviderCodex,
+		APIHosts:    []string{"api.openai.com", "chatgpt.com"},
+		TokenScheme: "Bearer",
+		CACertEnv:   []string{"CODEX_CA_CERTIFICATE"},
+		SkillsDir:   ".codex/skills",
+		Command:     "codex",
+		Args:        []string{"--dangerously-bypass-approvals-and-sandbox"},
+		MCPAdd:      []string{"codex", "mcp", "add", "{name}", "--url", "{url}"},
+		MCPRemove:   []string{"codex", "mcp", "remove", "{name}"},
+		Files:       []File{{Path: ".codex/auth.json", Mode: 0o600, Build: codexAgentAuth}},
+		ReadHostCredential: func(h Host) (resource.Secret, error) {
+			a, err := ReadCodexAuth(h)
+			if err != nil {
+				return resource.Secret{}, err
+			}
+			return a.AccessToken, nil
+		},
 	},
 }
 
@@ -94,7 +143,7 @@ func Routes(spec resource.AgentSpec) []resource.Route {
 		r := resource.Route{Host: h, TLS: resource.TLSPassthrough, Owner: p.Name}
 		if !tok.IsZero() {
 			r.TLS = resource.TLSIntercept
-			r.Auth = &resource.RouteAuth{Scheme: "Bearer", Token: tok}
+			r.Auth = &resource.RouteAuth{Scheme: p.TokenScheme, Token: tok}
 		}
 		routes = append(routes, r)
 	}
@@ -148,4 +197,59 @@ func Env(spec resource.AgentSpec) map[string]string {
 		env[p.TokenEnv] = Placeholder
 	}
 	return env
+}
+
+// AgentEnv is Env as the agent gets it: with RootEnv when the agent user
+// is root. The planner records Env; the backend, which knows the agent
+// user, writes AgentEnv.
+func AgentEnv(spec resource.AgentSpec, root bool) map[string]string {
+	env := Env(spec)
+	if p, err := Lookup(spec.Provider); err == nil && root {
+		for k, v := range p.RootEnv {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// MCPAddArgv is the command that registers the HTTP MCP server name at
+// url with the provider's CLI; nil when the provider has none.
+func (p *Provider) MCPAddArgv(name, url string) []string {
+	return fill(p.MCPAdd, name, url)
+}
+
+// MCPRemoveArgv is the command that removes the MCP server name.
+func (p *Provider) MCPRemoveArgv(name string) []string {
+	return fill(p.MCPRemove, name, "")
+}
+
+func fill(tmpl []string, name, url string) []string {
+	if len(tmpl) == 0 {
+		return nil
+	}
+	out := make([]string, len(tmpl))
+	for i, a := range tmpl {
+		switch a {
+		case "{name}":
+			a = name
+		case "{url}":
+			a = url
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// ReadHostCredential reads provider's host credential for
+// forward_host_credentials. Errors name the file read and what to do,
+// never a credential value.
+func ReadHostCredential(provider string, h Host) (resource.Secret, error) {
+	p, err := Lookup(provider)
+	if err != nil {
+		return resource.Secret{}, err
+	}
+	if p.ReadHostCredential == nil {
+		return resource.Secret{}, fmt.Errorf("the %s provider forwards no host credentials", provider)
+	}
+	return p.ReadHostCredential(h)
 }
