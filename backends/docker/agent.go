@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/bottleform/bottleform/agent"
 	"github.com/bottleform/bottleform/applier"
 	"github.com/bottleform/bottleform/resource"
 )
@@ -112,10 +113,17 @@ func (b *Backend) createAgent(ctx context.Context, op *applier.Op) (map[string]s
 }
 
 // agentEnv is the agent's environment: the bottle's env (literals, and the
-// values of references granted to the agent) and the proxy variables.
+// values of references granted to the agent), the proxy variables and the
+// CA variables, the provider's among them.
 func agentEnv(op *applier.Op) ([]string, error) {
+	ca := slices.Clone(caEnv)
+	if p, err := agent.Lookup(op.Bottle.Agent.Provider); err == nil {
+		for _, name := range p.CACertEnv {
+			ca = append(ca, name+"="+caFile)
+		}
+	}
 	ours := map[string]bool{}
-	for _, kv := range append(slices.Clone(proxyEnv), caEnv...) {
+	for _, kv := range append(slices.Clone(proxyEnv), ca...) {
 		ours[kv[:strings.IndexByte(kv, '=')]] = true
 	}
 	var env []string
@@ -135,7 +143,7 @@ func agentEnv(op *applier.Op) ([]string, error) {
 		env = append(env, e.Name+"="+v)
 	}
 	env = append(env, proxyEnv...)
-	return append(env, caEnv...), nil
+	return append(env, ca...), nil
 }
 
 // isRoot reports whether an image's USER is root (or unset, which is root).
@@ -157,6 +165,9 @@ type Agent struct {
 type identity struct {
 	uid, gid int
 	home     string
+	// workdir is where commands in the agent start (attach, run-agent):
+	// the image's working directory, / when it sets none.
+	workdir string
 }
 
 // AgentHandle returns a handle on the agent container of bottle in the
@@ -198,7 +209,8 @@ func (a *Agent) running(ctx context.Context) (bool, error) {
 }
 
 // identity finds the agent user's uid, gid and home by asking the
-// container (id -u, id -g, printenv HOME), once per handle.
+// container (id -u, id -g, printenv HOME), and its working directory from
+// its configuration, once per handle.
 func (a *Agent) identity(ctx context.Context) (identity, error) {
 	if a.id != nil {
 		return *a.id, nil
@@ -232,6 +244,14 @@ func (a *Agent) identity(ctx context.Context) (identity, error) {
 	}
 	if !strings.HasPrefix(id.home, "/") {
 		return identity{}, fmt.Errorf("find the agent user: HOME is %q in %s, not an absolute path", id.home, a.name)
+	}
+	c, err := a.b.c.ContainerInspect(ctx, a.name)
+	if err != nil {
+		return identity{}, fmt.Errorf("find the agent's working directory: %w", err)
+	}
+	id.workdir = "/"
+	if c.Config != nil && c.Config.WorkingDir != "" {
+		id.workdir = c.Config.WorkingDir
 	}
 	a.id = &id
 	return id, nil

@@ -119,6 +119,55 @@ func TestAgent(t *testing.T) {
 	if !f.warned("git is not in the image") {
 		t.Errorf("no warning about git: %q", f.warnings)
 	}
+	if strings.Contains(env, "IS_SANDBOX") {
+		t.Errorf("the agent user is not root, yet the env sets IS_SANDBOX:\n%s", env)
+	}
+	// run-agent is on the PATH the env file sets, and runs the claude CLI
+	// with its flags and the prompt.
+	if got := run("sh", "-c", `. "$HOME/.bottleform/env"; command -v run-agent`); got != "/home/agent/.bottleform/bin/run-agent" {
+		t.Errorf("run-agent on the env's PATH = %q", got)
+	}
+	if got := run("cat", "/home/agent/.bottleform/bin/run-agent"); !strings.Contains(got, "exec claude --dangerously-skip-permissions \"$@\"") || !strings.Contains(got, "--append-system-prompt-file") {
+		t.Errorf("run-agent:\n%s", got)
+	}
+	// ~/.claude.json: onboarding done, the placeholder approved, the
+	// working directory (the image sets none: /) trusted; the agent's own
+	// keys kept when it is written again.
+	var cj struct {
+		Onboarded bool                       `json:"hasCompletedOnboarding"`
+		Responses map[string][]string        `json:"customApiKeyResponses"`
+		Projects  map[string]map[string]bool `json:"projects"`
+		Theme     string                     `json:"theme"`
+	}
+	readClaudeJSON := func() {
+		t.Helper()
+		if err := json.Unmarshal([]byte(run("cat", "/home/agent/.claude.json")), &cj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readClaudeJSON()
+	if !cj.Onboarded || !slices.Equal(cj.Responses["approved"], []string{"ttleform-placeholder"}) || !cj.Projects["/"]["hasTrustDialogAccepted"] {
+		t.Errorf("~/.claude.json = %+v", cj)
+	}
+	if got := run("stat", "-c", "%u:%g %a", "/home/agent/.claude.json"); got != "1000:1000 600" {
+		t.Errorf("~/.claude.json ownership and mode = %q", got)
+	}
+	run("sh", "-c", `sed 's/^{/{"theme": "dark",/' ~/.claude.json > /tmp/cj && cat /tmp/cj > ~/.claude.json`)
+	if _, err := f.b.Update(ctx, f.op(f.addr(resource.KindAuth, ""))); err != nil {
+		t.Fatal(err)
+	}
+	readClaudeJSON()
+	if cj.Theme != "dark" || !cj.Onboarded {
+		t.Errorf("after auth was written again, ~/.claude.json = %+v; want the agent's theme kept", cj)
+	}
+	// The container env: NODE_USE_SYSTEM_CA for every agent, codex's CA
+	// variable only for codex.
+	if got := run("printenv", "NODE_USE_SYSTEM_CA"); got != "1" {
+		t.Errorf("NODE_USE_SYSTEM_CA = %q", got)
+	}
+	if _, _, code, _ := agent.Exec(ctx, []string{"printenv", "CODEX_CA_CERTIFICATE"}, "", nil); code == 0 {
+		t.Error("a claude agent has CODEX_CA_CERTIFICATE")
+	}
 
 	// MCP: the claude CLI is not in the image, so a warning, not a failure.
 	if _, err := f.b.Create(ctx, f.op(f.addr(resource.KindMCP, "supervise"))); err != nil {
@@ -129,6 +178,45 @@ func TestAgent(t *testing.T) {
 	}
 	if err := f.b.Delete(ctx, f.op(f.addr(resource.KindMCP, "supervise"))); err != nil {
 		t.Errorf("MCP removal without the CLI: %v", err)
+	}
+
+	// With a claude CLI that works, the registration runs as the agent
+	// user: a removal of the name first, then the add. A CLI that fails is
+	// an error (the step is not done); its removal failing is a warning.
+	standin := "#!/bin/sh\necho \"$(id -un): $*\" >> /tmp/claude.log\n" +
+		"[ \"$2\" = remove ] && { echo 'No MCP server found' >&2; exit 1; }\n" +
+		"[ -e /tmp/claude-fail ] && { echo 'config locked' >&2; exit 2; }\nexit 0\n"
+	archive, err := tarOf([]tarEntry{{Name: "claude", Mode: 0o755, Data: []byte(standin)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.CopyIn(ctx, "/bin", bytes.NewReader(archive)); err != nil {
+		t.Fatal(err)
+	}
+	mcp := f.addr(resource.KindMCP, "docs")
+	if _, err := f.b.Create(ctx, f.op(mcp)); err != nil {
+		t.Fatalf("MCP registration with a working CLI: %v", err)
+	}
+	want := "agent: mcp remove --scope user docs\nagent: mcp add --scope user --transport http docs https://mcp.example.dev/mcp"
+	if got := run("cat", "/tmp/claude.log"); got != want {
+		t.Errorf("the CLI ran\n%s\nwant\n%s", got, want)
+	}
+	run("sh", "-c", "touch /tmp/claude-fail")
+	_, err = f.b.Create(ctx, f.op(mcp))
+	if err == nil || !strings.Contains(err.Error(), "register MCP server docs: `claude mcp add --scope user --transport http docs https://mcp.example.dev/mcp` exited 2") || !strings.Contains(err.Error(), "config locked") {
+		t.Errorf("MCP registration with a failing CLI: %v", err)
+	}
+	if err := f.b.Delete(ctx, f.op(mcp)); err != nil || !f.warned("`claude mcp remove --scope user docs` exited 1: No MCP server found; MCP server docs was not removed") {
+		t.Errorf("MCP removal with a failing CLI: %v, warnings %q", err, f.warnings)
+	}
+
+	// Removing the auth removes bottleform's files; ~/.claude.json, the
+	// agent's own with settings merged in, stays.
+	if err := f.b.Delete(ctx, f.op(f.addr(resource.KindAuth, ""))); err != nil {
+		t.Fatal(err)
+	}
+	if got := run("sh", "-c", "ls -A /home/agent /home/agent/.bottleform"); got != "/home/agent:\n.bottleform\n.claude\n.claude.json\n\n/home/agent/.bottleform:\nprompt.md" {
+		t.Errorf("after the auth was deleted:\n%s", got)
 	}
 
 	// Deploy keys are the applier's (its Keys), never a backend's.

@@ -23,13 +23,15 @@ const (
 
 // caEnv points every tool's CA variable at the bottle's CA: the variables
 // that replace the system roots get the bundle, the additive ones the CA
-// alone (reference: agents-egress-git.md 6.3).
+// alone (reference: agents-egress-git.md 6.3). A provider's own CA
+// variables (agent.Provider.CACertEnv, codex's CODEX_CA_CERTIFICATE) get
+// the CA alone too; agentEnv adds them.
 var caEnv = []string{
 	"SSL_CERT_FILE=" + caBundle, "REQUESTS_CA_BUNDLE=" + caBundle, "CURL_CA_BUNDLE=" + caBundle,
 	"GIT_SSL_CAINFO=" + caBundle, "AWS_CA_BUNDLE=" + caBundle, "PIP_CERT=" + caBundle,
 	"CARGO_HTTP_CAINFO=" + caBundle, "NIX_SSL_CERT_FILE=" + caBundle,
 	"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=" + caBundle,
-	"NODE_EXTRA_CA_CERTS=" + caFile, "DENO_CERT=" + caFile, "CODEX_CA_CERTIFICATE=" + caFile,
+	"NODE_EXTRA_CA_CERTS=" + caFile, "DENO_CERT=" + caFile,
 	"NODE_USE_SYSTEM_CA=1",
 }
 

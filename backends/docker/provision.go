@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/bottleform/bottleform/agent"
 	"github.com/bottleform/bottleform/applier"
@@ -22,6 +23,9 @@ const (
 	promptPath    = ".bottleform/prompt.md"
 	authEnvPath   = ".bottleform/env"
 	gitConfigPath = ".bottleform/gitconfig"
+	// binDir holds run-agent; the env file puts it on PATH.
+	binDir       = ".bottleform/bin"
+	runAgentPath = binDir + "/run-agent"
 )
 
 // provision writes what lives in the agent: the prompt, a skill, the auth
@@ -60,10 +64,18 @@ func (b *Backend) unprovision(ctx context.Context, op *applier.Op) error {
 	case resource.KindPrompt:
 		return a.remove(ctx, promptPath)
 	case resource.KindAuth:
-		if err := a.remove(ctx, gitConfigPath); err != nil {
-			return err
+		for _, p := range []string{gitConfigPath, binDir, authEnvPath} {
+			if err := a.remove(ctx, p); err != nil {
+				return err
+			}
 		}
-		return a.remove(ctx, authEnvPath)
+		// The provider's files go too, where they are bottleform's alone
+		// (codex's placeholder sign-in); settings merged into the agent's
+		// own files (~/.claude.json) stay.
+		if p, err := agent.Lookup(providerOf(op)); err == nil {
+			return a.writeProviderFiles(ctx, p, agent.FileInput{Spec: resource.AgentSpec{Provider: p.Name}, Remove: true})
+		}
+		return nil
 	case resource.KindSkill:
 		p, err := agent.Lookup(providerOf(op))
 		if err != nil {
@@ -71,8 +83,8 @@ func (b *Backend) unprovision(ctx context.Context, op *applier.Op) error {
 		}
 		return a.remove(ctx, path.Join(p.SkillsDir, op.Addr.Key))
 	case resource.KindMCP:
-		if provider := providerOf(op); provider != "" {
-			a.runMCP(ctx, op, provider, mcpRemove(provider, op.Addr.Key), "removed")
+		if p, err := agent.Lookup(providerOf(op)); err == nil {
+			a.unregisterMCP(ctx, op, p)
 		}
 		return nil
 	}
@@ -195,12 +207,28 @@ func (b *Backend) copySkill(ctx context.Context, a *Agent, op *applier.Op) error
 	return a.writeFiles(ctx, p.SkillsDir, entries)
 }
 
-// writeAuth writes $HOME/.bottleform/env, the provider's settings as
-// `export K='V'` lines (placeholders and flags: never a secret), and sets
-// git's user.name and user.email when the bottle has a git_user and the
-// image has git.
+// writeAuth provisions the agent's side of the provider's auth, none of
+// it secret:
+//
+//   - $HOME/.bottleform/env: the provider's env as `export K='V'` lines
+//     (placeholders and flags, and RootEnv when the agent user is root),
+//     and $HOME/.bottleform/bin on PATH;
+//   - $HOME/.bottleform/bin/run-agent, which starts the provider's CLI
+//     with its flags and the prompt (agent.Provider.RunAgent);
+//   - the provider's files (agent.Provider.Files: claude's ~/.claude.json
+//     merged, codex's placeholder ~/.codex/auth.json);
+//   - the git configuration, included from ~/.gitconfig when the image
+//     has git and the bottle has a git_user or git entries.
 func (a *Agent) writeAuth(ctx context.Context, op *applier.Op) error {
-	env := agent.Env(op.Bottle.Agent)
+	id, err := a.identity(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := agent.Lookup(op.Bottle.Agent.Provider)
+	if err != nil {
+		return err
+	}
+	env := agent.AgentEnv(op.Bottle.Agent, id.uid == 0)
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
@@ -209,12 +237,27 @@ func (a *Agent) writeAuth(ctx context.Context, op *applier.Op) error {
 	var buf bytes.Buffer
 	buf.WriteString("# Written by bottleform: the agent provider's settings. Nothing here is secret.\n")
 	for _, k := range keys {
-		fmt.Fprintf(&buf, "export %s=%s\n", k, shellQuote(env[k]))
+		fmt.Fprintf(&buf, "export %s=%s\n", k, agent.ShellQuote(env[k]))
 	}
-	if err := a.writeFiles(ctx, "", []tarEntry{{Name: authEnvPath, Mode: 0o644, Data: buf.Bytes()}}); err != nil {
+	fmt.Fprintf(&buf, "case \":$PATH:\" in *\":$HOME/%s:\"*) ;; *) PATH=\"$HOME/%s:$PATH\" ;; esac\nexport PATH\n", binDir, binDir)
+	err = a.writeFiles(ctx, "", []tarEntry{
+		{Name: authEnvPath, Mode: 0o644, Data: buf.Bytes()},
+		{Name: binDir + "/", Mode: 0o755},
+		{Name: runAgentPath, Mode: 0o755, Data: []byte(p.RunAgent(authEnvPath, promptPath))},
+		{Name: gitConfigPath, Mode: 0o644, Data: []byte(agent.GitConfig(op.Bottle))},
+	})
+	if err != nil {
 		return err
 	}
-	if err := a.writeFiles(ctx, "", []tarEntry{{Name: gitConfigPath, Mode: 0o644, Data: []byte(agent.GitConfig(op.Bottle))}}); err != nil {
+	in := agent.FileInput{Spec: op.Bottle.Agent, Workdir: id.workdir, Now: time.Now()}
+	if ref := agent.Token(op.Bottle.Agent); !ref.IsZero() {
+		v, ok := op.Secrets.Value(ref)
+		if !ok {
+			return fmt.Errorf("the value of %s was not resolved", ref)
+		}
+		in.Token = v
+	}
+	if err := a.writeProviderFiles(ctx, p, in); err != nil {
 		return err
 	}
 	if op.Bottle.GitUser == nil && len(op.Bottle.Git) == 0 {
@@ -239,60 +282,112 @@ func (a *Agent) writeAuth(ctx context.Context, op *applier.Op) error {
 	return nil
 }
 
-// registerMCP registers an MCP server with the provider's CLI, as the
-// agent user. The CLI missing from the image or failing is a warning, not
-// an error: the bottle works without the registration.
-func (a *Agent) registerMCP(ctx context.Context, op *applier.Op) error {
-	provider := op.Bottle.Agent.Provider
-	url := op.Attrs["url"].Str
-	name := op.Addr.Key
-	// An earlier registration of the name (a repeated step, an update) is
-	// removed first; the CLIs refuse to add a name twice.
-	if argv := mcpRemove(provider, name); argv != nil {
-		if _, _, _, err := a.Exec(ctx, argv, "", nil); err != nil {
+// writeProviderFiles brings the provider's files to what their Build
+// returns for in: written (owned by the agent user), left alone, or
+// removed.
+func (a *Agent) writeProviderFiles(ctx context.Context, p *agent.Provider, in agent.FileInput) error {
+	for _, f := range p.Files {
+		current, err := a.readFile(ctx, f.Path)
+		if err != nil {
 			return err
 		}
+		next, err := f.Build(current, in)
+		if err != nil {
+			return fmt.Errorf("~/%s in the agent: %w", f.Path, err)
+		}
+		switch {
+		case next == nil && current != nil:
+			if err := a.remove(ctx, f.Path); err != nil {
+				return err
+			}
+		case next != nil && !bytes.Equal(next, current):
+			if err := a.writeFiles(ctx, "", []tarEntry{{Name: f.Path, Mode: f.Mode, Data: next}}); err != nil {
+				return err
+			}
+		}
 	}
-	a.runMCP(ctx, op, provider, mcpAdd(provider, name, url), "registered")
 	return nil
 }
 
-// runMCP runs an MCP registration command and turns its failure into a
-// warning.
-func (a *Agent) runMCP(ctx context.Context, op *applier.Op, provider string, argv []string, done string) {
+// readFileScript prints the file $1 or, if it does not exist, exits 3.
+const readFileScript = `if [ -e "$1" ] || [ -L "$1" ]; then exec cat -- "$1"; fi; exit 3`
+
+// readFile returns the content of rel (relative to the agent user's home)
+// as the agent user reads it, or nil when it does not exist.
+func (a *Agent) readFile(ctx context.Context, rel string) ([]byte, error) {
+	id, err := a.identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := path.Join(id.home, rel)
+	out, errb, code, err := a.Exec(ctx, []string{"/bin/sh", "-c", readFileScript, "sh", p}, "", nil)
+	switch {
+	case err != nil:
+		return nil, err
+	case code == 3:
+		return nil, nil
+	case code != 0:
+		return nil, fmt.Errorf("read %s in %s (exit %d): %s", p, a.name, code, tailText(errb))
+	}
+	if out == nil {
+		out = []byte{}
+	}
+	return out, nil
+}
+
+// registerMCP registers an MCP server with the provider's CLI, as the
+// agent user. The CLI missing from the image is a warning: the image
+// cannot use an MCP server at all, and applying again would not change
+// that. The CLI failing is an error, so the step is not recorded as done
+// and the next apply tries again.
+func (a *Agent) registerMCP(ctx context.Context, op *applier.Op) error {
+	p, err := agent.Lookup(op.Bottle.Agent.Provider)
+	if err != nil {
+		return err
+	}
+	name, url := op.Addr.Key, op.Attrs["url"].Str
+	add := p.MCPAddArgv(name, url)
+	if add == nil {
+		warn(op, "the agent provider %q has no MCP registration command: MCP server %s was not registered", p.Name, name)
+		return nil
+	}
+	// An earlier registration of the name (a repeated step, an update) is
+	// removed first, whatever its outcome: the CLIs refuse to add a name
+	// twice, and removing a name that is not there fails.
+	if _, _, _, err := a.Exec(ctx, p.MCPRemoveArgv(name), "", nil); err != nil {
+		return err
+	}
+	_, errb, code, err := a.Exec(ctx, add, "", nil)
+	switch {
+	case err != nil:
+		return err
+	case code == 126 || code == 127:
+		warn(op, "the %s CLI is not in the agent's image: MCP server %s was not registered", add[0], name)
+	case code != 0:
+		return fmt.Errorf("register MCP server %s: `%s` exited %d in %s: %s; check the CLI with `bottleform attach %s -- %s mcp list`, then apply again",
+			name, strings.Join(add, " "), code, a.name, tailText(errb), op.Addr.Bottle, add[0])
+	}
+	return nil
+}
+
+// unregisterMCP removes an MCP registration. Its failure is a warning: the
+// server's route goes with it (or, for supervise, the sidecar), so a
+// registration left behind reaches nothing, and it must not hold up a
+// destroy.
+func (a *Agent) unregisterMCP(ctx context.Context, op *applier.Op, p *agent.Provider) {
+	argv := p.MCPRemoveArgv(op.Addr.Key)
 	if argv == nil {
-		warn(op, "the agent provider %q has no MCP registration command: MCP server %s was not %s", provider, op.Addr.Key, done)
 		return
 	}
 	_, errb, code, err := a.Exec(ctx, argv, "", nil)
 	switch {
 	case err != nil:
-		warn(op, "MCP server %s was not %s: %v", op.Addr.Key, done, err)
+		warn(op, "MCP server %s was not removed: %v", op.Addr.Key, err)
 	case code == 126 || code == 127:
-		warn(op, "the %s CLI is not in the agent's image: MCP server %s was not %s", argv[0], op.Addr.Key, done)
+		warn(op, "the %s CLI is not in the agent's image: MCP server %s was not removed", argv[0], op.Addr.Key)
 	case code != 0:
-		warn(op, "`%s` exited %d: %s; MCP server %s was not %s", strings.Join(argv, " "), code, tailText(errb), op.Addr.Key, done)
+		warn(op, "`%s` exited %d: %s; MCP server %s was not removed", strings.Join(argv, " "), code, tailText(errb), op.Addr.Key)
 	}
-}
-
-func mcpAdd(provider, name, url string) []string {
-	switch provider {
-	case resource.ProviderClaude:
-		return []string{"claude", "mcp", "add", "--scope", "user", "--transport", "http", name, url}
-	case resource.ProviderCodex:
-		return []string{"codex", "mcp", "add", name, "--url", url}
-	}
-	return nil
-}
-
-func mcpRemove(provider, name string) []string {
-	switch provider {
-	case resource.ProviderClaude:
-		return []string{"claude", "mcp", "remove", "--scope", "user", name}
-	case resource.ProviderCodex:
-		return []string{"codex", "mcp", "remove", name}
-	}
-	return nil
 }
 
 // providerOf is the bottle's agent provider: the desired one, or on a
@@ -309,12 +404,4 @@ func providerOf(op *applier.Op) string {
 		}
 	}
 	return ""
-}
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.,/:@%+=") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
