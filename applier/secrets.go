@@ -18,7 +18,9 @@ type Source struct {
 	// Prompt asks the user for a value; nil when there is no terminal.
 	Prompt func(text string) (string, error)
 	// HostCredential reads a provider's credential on the host
-	// (codex: ~/.codex/auth.json); nil when none can be read.
+	// (codex: ~/.codex/auth.json, see agent.ReadHostCredential); nil when
+	// none can be read. Its errors must name what was read and hold no
+	// credential value.
 	HostCredential func(provider string) (resource.Secret, error)
 	// Dir is the configuration directory, for relative file secrets.
 	Dir string
@@ -94,7 +96,11 @@ func resolve(ref resource.Ref, decls map[string]resource.SecretSource, src Sourc
 		if src.HostCredential == nil {
 			return resource.Secret{}, fmt.Errorf("%s: reading host credentials is not supported for %s", ref, ref.HostCredential)
 		}
-		return src.HostCredential(ref.HostCredential)
+		v, err := src.HostCredential(ref.HostCredential)
+		if err != nil {
+			return resource.Secret{}, fmt.Errorf("%s: %w", ref, err)
+		}
+		return v, nil
 	}
 	d, ok := decls[ref.Secret]
 	if !ok {

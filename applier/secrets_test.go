@@ -428,4 +428,14 @@ bottle "c" {
 	if v, _ := got.Value(ref); v.Reveal() != "codex-token" || !reflect.DeepEqual(asked, []string{"codex"}) {
 		t.Errorf("%s = %q after asking for %q", ref, v.Reveal(), asked)
 	}
+	// The reader's error comes back under the reference it was for.
+	_, err = applier.Resolve(p, applier.Source{
+		LookupEnv: lookup(nil),
+		HostCredential: func(string) (resource.Secret, error) {
+			return resource.Secret{}, errors.New("/home/a/.codex/auth.json does not exist")
+		},
+	})
+	if err == nil || err.Error() != `host_credentials("codex"): /home/a/.codex/auth.json does not exist` {
+		t.Errorf("a failing reader: err = %v", err)
+	}
 }

@@ -15,10 +15,12 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/bottleform/bottleform/agent"
 	"github.com/bottleform/bottleform/applier"
 	"github.com/bottleform/bottleform/config"
 	"github.com/bottleform/bottleform/forge"
 	"github.com/bottleform/bottleform/planner"
+	"github.com/bottleform/bottleform/resource"
 	"github.com/bottleform/bottleform/state"
 	"github.com/bottleform/bottleform/views"
 )
@@ -240,9 +242,13 @@ func confirm(g *globals, mode planner.Mode) error {
 }
 
 // secretSource reads secrets from this process's environment, the host's
-// files and the terminal.
+// files (a provider's login among them: codex's ~/.codex/auth.json) and
+// the terminal.
 func secretSource(g *globals) applier.Source {
 	src := applier.Source{LookupEnv: lookupEnv, ReadFile: os.ReadFile, Dir: g.dir()}
+	src.HostCredential = func(provider string) (resource.Secret, error) {
+		return agent.ReadHostCredential(provider, agent.Host{LookupEnv: lookupEnv, ReadFile: os.ReadFile, Now: time.Now})
+	}
 	if in, ok := g.stdin.(*os.File); ok && term.IsTerminal(int(in.Fd())) {
 		src.Prompt = func(text string) (string, error) {
 			fmt.Fprintf(g.stderr, "%s: ", text)
