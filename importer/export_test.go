@@ -1,0 +1,4 @@
+package importer
+
+// ReservedEnv is exported for TestReservedEnvRefused.
+var ReservedEnv = reservedEnv
