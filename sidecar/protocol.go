@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/bottleform/bottleform/sidecar/supervise"
 )
 
 // DefaultControlSocket is where the sidecar listens for its control
@@ -22,22 +24,34 @@ const (
 	OpPing   = "ping"   // is the sidecar up, and is it configured?
 	OpLoad   = "load"   // take a Delivery: validate it, then swap it in whole
 	OpStatus = "status" // counts and the names of slots without a value
+	// OpProposals lists the supervise proposals the sidecar holds.
+	OpProposals = "proposals"
+	// OpDecide records a person's decision on one proposal: ID, Status
+	// (approved, rejected or applied) and an optional Reason the agent
+	// reads.
+	OpDecide = "decide"
 )
 
 // maxLine bounds one request line on the control socket.
 const maxLine = 8 << 20
 
 // Request is one line of the control protocol: a JSON object followed by a
-// newline. Delivery is set for OpLoad only.
+// newline. Delivery is set for OpLoad only; ID, Status and Reason for
+// OpDecide only.
 type Request struct {
 	Op       string    `json:"op"`
 	Delivery *Delivery `json:"delivery,omitempty"`
+	ID       string    `json:"id,omitempty"`
+	Status   string    `json:"status,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
 }
 
 // Reply answers one Request, on one line. OK is false when the request was
 // refused, and Error then says why in words that name hosts, repos and
 // slots but never a slot's value. Configured and ConfigDigest describe the
-// configuration in force after the request; Status is set for OpStatus.
+// configuration in force after the request; Status is set for OpStatus,
+// Proposals for OpProposals (absent: there are none), Proposal for
+// OpDecide (the proposal as decided).
 type Reply struct {
 	OK           bool   `json:"ok"`
 	Error        string `json:"error,omitempty"`
@@ -45,7 +59,9 @@ type Reply struct {
 	ConfigDigest string `json:"config_digest,omitempty"`
 	// CACert is the gateway's CA certificate (PEM): public, for the agent's
 	// trust store. The CA's key never leaves the sidecar.
-	CACert string `json:"ca_cert,omitempty"`
+	CACert    string               `json:"ca_cert,omitempty"`
+	Proposals []supervise.Proposal `json:"proposals,omitempty"`
+	Proposal  *supervise.Proposal  `json:"proposal,omitempty"`
 	*Status
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/bottleform/bottleform/resource"
 	"github.com/bottleform/bottleform/sidecar/egress"
 	"github.com/bottleform/bottleform/sidecar/gitgate"
+	"github.com/bottleform/bottleform/sidecar/supervise"
 )
 
 // DefaultEgressAddr is where the egress gateway listens; the agent's proxy
@@ -30,6 +31,10 @@ const DefaultEgressAddr = ":9099"
 // DefaultGitAddr is where the git gate listens: the agent's git rewrites
 // each upstream URL to http://git-gate/<name>.git.
 const DefaultGitAddr = ":80"
+
+// DefaultSuperviseAddr is where the supervise MCP server listens: the
+// agent has it registered as http://supervise:9100/mcp.
+const DefaultSuperviseAddr = ":9100"
 
 // DefaultGitRoot holds the gate's bare repositories: a tmpfs the backend
 // mounts with exec, since the pre-receive hooks run from it.
@@ -48,6 +53,10 @@ type Options struct {
 	EgressAddr string
 	// GitAddr is the git gate's address (DefaultGitAddr).
 	GitAddr string
+	// SuperviseAddr is the supervise MCP server's address
+	// (DefaultSuperviseAddr). It always listens; it serves the MCP
+	// endpoint only while the configuration has supervise on.
+	SuperviseAddr string
 	// GitRoot is the directory of the gate's bare repositories
 	// (DefaultGitRoot); KeyDir that of the upstream keys (DefaultKeyDir).
 	GitRoot, KeyDir string
@@ -62,7 +71,12 @@ type Options struct {
 	Log io.Writer
 	// Ready, if set, is called once every listener is up with their
 	// addresses (tests listen on port 0 and learn them here).
-	Ready func(egress, git net.Addr)
+	Ready func(Addrs)
+}
+
+// Addrs are the addresses the sidecar's listeners are bound to.
+type Addrs struct {
+	Egress, Git, Supervise net.Addr
 }
 
 // loaded is one configuration in force with its slot values. It is
@@ -89,6 +103,7 @@ type server struct {
 	cur    atomic.Pointer[loaded]
 	gw     *egress.Gateway
 	gate   *gitgate.Server
+	sup    *supervise.Server
 	keyDir string
 
 	loadMu sync.Mutex // serializes loads
@@ -110,6 +125,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.GitAddr == "" {
 		o.GitAddr = DefaultGitAddr
+	}
+	if o.SuperviseAddr == "" {
+		o.SuperviseAddr = DefaultSuperviseAddr
 	}
 	if o.GitRoot == "" {
 		o.GitRoot = DefaultGitRoot
@@ -142,6 +160,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := s.gate.SetRepos(nil); err != nil {
 		return fmt.Errorf("git gate: %w", err)
 	}
+	s.sup = supervise.New(supervise.Options{Log: s.log.With("component", "supervise")})
 
 	ctl, err := listenControl(o.ControlSocket)
 	if err != nil {
@@ -166,8 +185,22 @@ func Run(ctx context.Context, o Options) error {
 	// No write timeout: a clone of a large repository streams for long.
 	// Reading headers is bounded; bodies are bounded by the gate.
 	gsrv := &http.Server{Handler: s.gate, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	sl, err := net.Listen("tcp", o.SuperviseAddr)
+	if err != nil {
+		gl.Close()
+		s.gw.Close()
+		eg.Close()
+		return fmt.Errorf("supervise listener: %w", err)
+	}
+	// Requests and replies are small (bodies at most supervise.MaxBody)
+	// and answered at once: every phase is bounded.
+	ssrv := &http.Server{
+		Handler: s.sup, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- s.serveControl(ctl) }()
 	go func() { errc <- s.gw.Serve(eg) }()
 	go func() {
@@ -175,9 +208,15 @@ func Run(ctx context.Context, o Options) error {
 			errc <- fmt.Errorf("git gate: %w", err)
 		}
 	}()
-	s.log.Info("sidecar started", "control_socket", o.ControlSocket, "egress", eg.Addr().String(), "git_gate", gl.Addr().String())
+	go func() {
+		if err := ssrv.Serve(sl); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("supervise: %w", err)
+		}
+	}()
+	s.log.Info("sidecar started", "control_socket", o.ControlSocket, "egress", eg.Addr().String(),
+		"git_gate", gl.Addr().String(), "supervise", sl.Addr().String())
 	if o.Ready != nil {
-		o.Ready(eg.Addr(), gl.Addr())
+		o.Ready(Addrs{Egress: eg.Addr(), Git: gl.Addr(), Supervise: sl.Addr()})
 	}
 
 	var failed error
@@ -190,6 +229,7 @@ func Run(ctx context.Context, o Options) error {
 	ctl.Close()
 	s.closeConns()
 	gsrv.Close()
+	ssrv.Close()
 	s.gw.Close()
 	return failed
 }
@@ -281,7 +321,7 @@ func (s *server) handle(line []byte) *Reply {
 		if errors.As(err, &se) {
 			return s.refuse(fmt.Sprintf("malformed JSON at byte %d: want one JSON object per line", se.Offset))
 		}
-		return s.refuse("malformed request: want {\"op\": \"ping\" | \"load\" | \"status\", ...}")
+		return s.refuse("malformed request: want {\"op\": \"ping\" | \"load\" | \"status\" | \"proposals\" | \"decide\", ...}")
 	}
 	switch req.Op {
 	case OpPing:
@@ -298,9 +338,23 @@ func (s *server) handle(line []byte) *Reply {
 		return rep
 	case OpLoad:
 		return s.load(req.Delivery)
+	case OpProposals:
+		rep := s.reply(nil)
+		rep.Proposals = s.sup.Proposals()
+		return rep
+	case OpDecide:
+		p, err := s.sup.Decide(req.ID, supervise.Status(req.Status), req.Reason)
+		if err != nil {
+			// Decide's errors quote neither the id nor the reason.
+			s.log.Warn("control request rejected", "reason", "decide: "+err.Error())
+			return s.refuse("decide: " + err.Error())
+		}
+		rep := s.reply(nil)
+		rep.Proposal = &p
+		return rep
 	}
 	s.log.Warn("control request rejected", "reason", "unknown op")
-	return s.refuse("unknown op: want ping, load or status")
+	return s.refuse("unknown op: want ping, load, status, proposals or decide")
 }
 
 func (s *server) load(d *Delivery) *Reply {
@@ -336,8 +390,12 @@ func (s *server) load(d *Delivery) *Reply {
 		s.log.Warn("configuration rejected", "reason", err.Error())
 		return s.refuse("invalid delivery: " + err.Error())
 	}
-	s.gate.SetCanaries(canaries(l, d.Canaries))
+	secrets := canaries(l, d.Canaries)
+	s.gate.SetCanaries(secrets)
 	s.cur.Store(l)
+	// After the store: a proposal this configuration grants is live now,
+	// and Load marks it applied.
+	s.sup.Load(superviseConfig(l, secrets))
 	s.log.Info("configuration loaded", "bottle", l.config.Bottle, "config_digest", l.digest,
 		"routes", len(l.config.Routes), "repos", len(l.config.Repos), "missing_slots", l.missing())
 	return s.reply(nil)
@@ -378,6 +436,27 @@ func egressPolicy(d *Delivery) egress.Policy {
 		}
 	}
 	return p
+}
+
+// superviseConfig is the supervise server's view of a configuration: its
+// grants as the agent may see them (no slot names or values), and the
+// secret values no proposal may hold.
+func superviseConfig(l *loaded, secrets map[string]string) supervise.Config {
+	c := l.config
+	g := supervise.Grants{Bottle: c.Bottle}
+	forge := map[string]bool{}
+	for _, r := range c.Repos {
+		forge[r.Host] = true
+		g.Git = append(g.Git, supervise.GitGrant{Name: r.Name, Host: r.Host, Push: r.Push})
+	}
+	for _, r := range c.Routes {
+		m := r.Methods
+		if len(m) == 0 && forge[r.Host] {
+			m = []string{http.MethodGet, http.MethodHead, http.MethodOptions}
+		}
+		g.Egress = append(g.Egress, supervise.EgressGrant{Host: r.Host, TLS: r.TLS, Paths: r.Paths, Methods: m, Credential: r.TokenSlot != ""})
+	}
+	return supervise.Config{Enabled: c.Supervise, Digest: l.digest, Grants: g, Secrets: secrets}
 }
 
 // writeKeys writes the key of every repository that has one to its file

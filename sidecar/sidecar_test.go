@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/bottleform/bottleform/resource"
+	"github.com/bottleform/bottleform/sidecar/supervise"
 )
 
 // canary is a slot value: it must never appear in a log line or a reply.
@@ -43,11 +46,12 @@ func (b *syncBuffer) String() string {
 }
 
 type running struct {
-	socket string
-	egress string
-	git    string
-	log    *syncBuffer
-	stop   func() error
+	socket    string
+	egress    string
+	git       string
+	supervise string
+	log       *syncBuffer
+	stop      func() error
 }
 
 // start runs the sidecar on a socket in a temporary directory and an
@@ -68,7 +72,8 @@ func start(t *testing.T) *running {
 		done <- Run(ctx, Options{
 			ControlSocket: r.socket, EgressAddr: "127.0.0.1:0", Log: r.log,
 			GitAddr: "127.0.0.1:0", GitRoot: filepath.Join(dir, "git"), KeyDir: filepath.Join(dir, "run", "keys"),
-			Ready: func(eg, git net.Addr) { r.git = git.String(); ready <- eg },
+			SuperviseAddr: "127.0.0.1:0",
+			Ready:         func(a Addrs) { r.git, r.supervise = a.Git.String(), a.Supervise.String(); ready <- a.Egress },
 		})
 	}()
 	select {
@@ -569,5 +574,174 @@ func TestForgeHostIsReadOnly(t *testing.T) {
 	// fails here (nothing is reached beyond loopback).
 	if code, body := post("http://wiki.example/api/v1/repos/acme/wiki/contents/x"); code == http.StatusMethodNotAllowed {
 		t.Errorf("POST to a forge host whose route lists POST: %d %q", code, body)
+	}
+}
+
+// mcpCall calls a supervise tool through the SDK's client and returns its
+// structured output decoded into out, or the text of its error.
+func mcpCall(t *testing.T, cs *mcp.ClientSession, tool string, args any, out any) (errText string) {
+	t.Helper()
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: tool, Arguments: args})
+	if err != nil {
+		t.Fatalf("call %s: %v", tool, err)
+	}
+	if res.IsError {
+		var text []string
+		for _, c := range res.Content {
+			if tc, ok := c.(*mcp.TextContent); ok {
+				text = append(text, tc.Text)
+			}
+		}
+		return strings.Join(text, "\n")
+	}
+	b, _ := json.Marshal(res.StructuredContent)
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("call %s: %s: %v", tool, b, err)
+	}
+	return ""
+}
+
+func TestSuperviseProposals(t *testing.T) {
+	r := start(t)
+	const envSecret = "sk-env-canary-0123456789"
+	d := delivery(map[string]string{"EGRESS_TOKEN_0": canary, "EGRESS_TOKEN_1": canary + "-2", "GIT_KEY_app": canary + "-key"})
+	d.Config.Supervise = true
+	d.Config.Routes = append(d.Config.Routes, Route{Host: "gitea.example", TLS: resource.TLSIntercept})
+	d.Config.Repos[0].Push = []string{"refs/heads/agent/*"}
+	d.Canaries = map[string]string{"env ANTHROPIC_API_KEY": envSecret}
+	if rep := r.call(t, loadReq(t, d)); !rep.OK {
+		t.Fatalf("load: %+v", rep)
+	}
+	if rep := r.call(t, `{"op":"proposals"}`); !rep.OK || len(rep.Proposals) != 0 {
+		t.Fatalf("proposals before any = %+v", rep)
+	}
+
+	c := mcp.NewClient(&mcp.Implementation{Name: "test-agent", Version: "1"}, nil)
+	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: "http://" + r.supervise + supervise.Path, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatalf("connect to supervise: %v", err)
+	}
+	defer cs.Close()
+
+	var g supervise.Grants
+	if e := mcpCall(t, cs, supervise.ToolListGrants, map[string]any{}, &g); e != "" {
+		t.Fatalf("list_grants: %s", e)
+	}
+	if len(g.Egress) != 4 || !g.Egress[0].Credential || g.Egress[2].Credential ||
+		!slices.Equal(g.Egress[3].Methods, []string{"GET", "HEAD", "OPTIONS"}) || len(g.Git) != 1 || g.Git[0].Host != "gitea.example" {
+		t.Errorf("list_grants = %+v", g)
+	}
+	if b, _ := json.Marshal(g); strings.Contains(string(b), "EGRESS_TOKEN") || strings.Contains(string(b), canary) {
+		t.Errorf("list_grants shows a slot: %s", b)
+	}
+
+	var pe, pp supervise.Proposed
+	if e := mcpCall(t, cs, supervise.ToolProposeEgress, map[string]any{"host": "pypi.org", "justification": "pip install -r requirements.txt"}, &pe); e != "" {
+		t.Fatalf("propose_egress: %s", e)
+	}
+	if e := mcpCall(t, cs, supervise.ToolProposePush, map[string]any{"repo": "app", "ref": "refs/heads/fix/*", "justification": "push the fix"}, &pp); e != "" {
+		t.Fatalf("propose_push: %s", e)
+	}
+	for _, j := range []string{"the key is " + canary + "-key", "my env has " + envSecret} {
+		var out any
+		if e := mcpCall(t, cs, supervise.ToolProposeEgress, map[string]any{"host": "b.example.com", "justification": j}, &out); !strings.Contains(e, "secret") {
+			t.Errorf("a justification with a secret: %q", e)
+		}
+	}
+
+	rep := r.call(t, `{"op":"proposals"}`)
+	if !rep.OK || len(rep.Proposals) != 2 {
+		t.Fatalf("proposals = %+v", rep)
+	}
+	if b, _ := json.Marshal(rep); strings.Contains(string(b), canary) || strings.Contains(string(b), envSecret) {
+		t.Errorf("the proposals reply holds a secret: %s", b)
+	}
+	if p := rep.Proposals[0]; p.ID != pe.ID || p.Kind != supervise.KindEgress || p.Host != "pypi.org" || p.Status != supervise.StatusPending || p.Justification != "pip install -r requirements.txt" {
+		t.Errorf("proposals[0] = %+v", p)
+	}
+	if p := rep.Proposals[1]; p.ID != pp.ID || p.Kind != supervise.KindPush || p.Repo != "app" || p.Ref != "refs/heads/fix/*" || p.Status != supervise.StatusPending {
+		t.Errorf("proposals[1] = %+v", p)
+	}
+
+	rep = r.call(t, `{"op":"decide","id":"`+pe.ID+`","status":"approved","reason":"fine"}`)
+	if !rep.OK || rep.Proposal == nil || rep.Proposal.ID != pe.ID || rep.Proposal.Status != supervise.StatusApproved || rep.Proposal.Reason != "fine" {
+		t.Fatalf("decide = %+v", rep)
+	}
+	for _, tt := range []struct{ name, req, want string }{
+		{"unknown id", `{"op":"decide","id":"` + canary + `","status":"approved"}`, "no proposal has that id"},
+		{"no id", `{"op":"decide","status":"rejected"}`, "no proposal has that id"},
+		{"bad status", `{"op":"decide","id":"` + pp.ID + `","status":"` + canary + `"}`, "status must be approved, rejected or applied"},
+		{"control character", `{"op":"decide","id":"` + pp.ID + `","status":"rejected","reason":"\u001b[2J` + canary + `"}`, "control character"},
+	} {
+		rep := r.call(t, tt.req)
+		if rep.OK || !strings.Contains(rep.Error, tt.want) || strings.Contains(rep.Error, canary) {
+			t.Errorf("%s: %+v, want refused with %q and no echo", tt.name, rep, tt.want)
+		}
+	}
+
+	// The apply that makes both live: the load marks them applied, the
+	// approved one and the one still pending alike.
+	d2 := d
+	d2.Config.Routes = append(slices.Clone(d.Config.Routes), Route{Host: "pypi.org", TLS: resource.TLSIntercept})
+	d2.Config.Repos = []Repo{d.Config.Repos[0]}
+	d2.Config.Repos[0].Push = []string{"refs/heads/agent/*", "refs/heads/fix/*"}
+	if rep := r.call(t, loadReq(t, d2)); !rep.OK {
+		t.Fatalf("second load: %+v", rep)
+	}
+	rep = r.call(t, `{"op":"proposals"}`)
+	for _, p := range rep.Proposals {
+		if p.Status != supervise.StatusApplied || p.AppliedConfig != d2.Config.Digest() {
+			t.Errorf("after the load: %s is %s (config %s), want applied by %s", p.ID, p.Status, p.AppliedConfig, d2.Config.Digest())
+		}
+	}
+	var st supervise.StatusOutput
+	if e := mcpCall(t, cs, supervise.ToolProposalStatus, map[string]any{"id": pe.ID}, &st); e != "" || st.Proposal.Status != supervise.StatusApplied || !strings.HasPrefix(st.Message, "Applied") {
+		t.Errorf("proposal_status = %+v, %s", st, e)
+	}
+	if rep := r.call(t, `{"op":"decide","id":"`+pe.ID+`","status":"rejected"}`); rep.OK {
+		t.Errorf("rejecting an applied proposal: %+v", rep)
+	}
+
+	cs.Close()
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	logs := r.log.String()
+	for _, s := range []string{canary, envSecret, "pip install"} {
+		if strings.Contains(logs, s) {
+			t.Errorf("the log holds %q:\n%s", s, logs)
+		}
+	}
+	for _, want := range []string{`"msg":"proposal recorded"`, `"msg":"proposal decided"`, `"msg":"proposal applied"`, `"component":"supervise"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+}
+
+func TestSuperviseOff(t *testing.T) {
+	r := start(t)
+	post := func() (int, string) {
+		t.Helper()
+		resp, err := http.Post("http://"+r.supervise+supervise.Path, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post(); code != http.StatusServiceUnavailable || !strings.Contains(body, "no configuration") {
+		t.Errorf("before load: %d %s", code, body)
+	}
+	if rep := r.call(t, loadReq(t, delivery(nil))); !rep.OK {
+		t.Fatalf("load: %+v", rep)
+	}
+	if code, body := post(); code != http.StatusNotFound || !strings.Contains(body, "supervise is off for bottle reviewer") {
+		t.Errorf("supervise off: %d %s", code, body)
+	}
+	// The control ops work all the same, with nothing to show.
+	if rep := r.call(t, `{"op":"proposals"}`); !rep.OK || len(rep.Proposals) != 0 {
+		t.Errorf("proposals = %+v", rep)
 	}
 }
