@@ -276,3 +276,7 @@ func clean(s string) string {
 func unsafeRune(r rune) bool {
 	return r != '\t' && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r))
 }
+
+// CleanText is clean for text from outside (an agent's justification)
+// that a command prints.
+func CleanText(s string) string { return clean(s) }
