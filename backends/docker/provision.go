@@ -3,6 +3,7 @@ package docker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -73,7 +74,7 @@ func (b *Backend) unprovision(ctx context.Context, op *applier.Op) error {
 		// (codex's placeholder sign-in); settings merged into the agent's
 		// own files (~/.claude.json) stay.
 		if p, err := agent.Lookup(providerOf(op)); err == nil {
-			return a.writeProviderFiles(ctx, p, agent.FileInput{Spec: resource.AgentSpec{Provider: p.Name}, Remove: true})
+			return a.writeProviderFiles(ctx, op, p, agent.FileInput{Spec: resource.AgentSpec{Provider: p.Name}, Remove: true})
 		}
 		return nil
 	case resource.KindSkill:
@@ -257,7 +258,7 @@ func (a *Agent) writeAuth(ctx context.Context, op *applier.Op) error {
 		}
 		in.Token = v
 	}
-	if err := a.writeProviderFiles(ctx, p, in); err != nil {
+	if err := a.writeProviderFiles(ctx, op, p, in); err != nil {
 		return err
 	}
 	if op.Bottle.GitUser == nil && len(op.Bottle.Git) == 0 {
@@ -284,10 +285,15 @@ func (a *Agent) writeAuth(ctx context.Context, op *applier.Op) error {
 
 // writeProviderFiles brings the provider's files to what their Build
 // returns for in: written (owned by the agent user), left alone, or
-// removed.
-func (a *Agent) writeProviderFiles(ctx context.Context, p *agent.Provider, in agent.FileInput) error {
+// removed. Reading them needs a shell in the image; without one they are
+// left alone, with a warning.
+func (a *Agent) writeProviderFiles(ctx context.Context, op *applier.Op, p *agent.Provider, in agent.FileInput) error {
 	for _, f := range p.Files {
 		current, err := a.readFile(ctx, f.Path)
+		if errors.Is(err, errNoShell) {
+			warn(op, "the agent's image has no /bin/sh: ~/%s was not provisioned", f.Path)
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -312,6 +318,9 @@ func (a *Agent) writeProviderFiles(ctx context.Context, p *agent.Provider, in ag
 // readFileScript prints the file $1 or, if it does not exist, exits 3.
 const readFileScript = `if [ -e "$1" ] || [ -L "$1" ]; then exec cat -- "$1"; fi; exit 3`
 
+// errNoShell is readFile's error when the image has no /bin/sh.
+var errNoShell = errors.New("no /bin/sh in the agent's image")
+
 // readFile returns the content of rel (relative to the agent user's home)
 // as the agent user reads it, or nil when it does not exist.
 func (a *Agent) readFile(ctx context.Context, rel string) ([]byte, error) {
@@ -326,6 +335,8 @@ func (a *Agent) readFile(ctx context.Context, rel string) ([]byte, error) {
 		return nil, err
 	case code == 3:
 		return nil, nil
+	case code == 126 || code == 127:
+		return nil, errNoShell
 	case code != 0:
 		return nil, fmt.Errorf("read %s in %s (exit %d): %s", p, a.name, code, tailText(errb))
 	}
