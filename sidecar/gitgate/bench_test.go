@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -142,7 +141,7 @@ func buildBenchUpstream(tb testing.TB) *benchUpstream {
 	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	u.sshd = newSSHDTB(tb, uroot, host, client.PublicKey())
+	u.sshd = startSSHD(tb, uroot, host, client.PublicKey())
 	u.repo = Repo{
 		Name: "big",
 		Upstream: Upstream{User: "git", Host: "127.0.0.1", Port: u.sshd.port(), Path: "/o/big.git",
@@ -205,7 +204,7 @@ func (u *benchUpstream) report(b *testing.B, times []time.Duration, conns0 int32
 		med = (times[n/2-1] + times[n/2]) / 2
 	}
 	b.ReportMetric(float64(med)/1e6, "median-ms/op")
-	b.ReportMetric(float64(u.sshd.conns.Load()-conns0)/float64(n), "upstream-ssh/op")
+	b.ReportMetric(float64(u.sshd.Conns()-conns0)/float64(n), "upstream-ssh/op")
 	b.ReportMetric(float64(u.packSize), "pack-B")
 }
 
@@ -243,7 +242,7 @@ func BenchmarkClone50MB(b *testing.B) {
 			b.Logf("upstream: %d commits, %d files, one pack of %d bytes, built in %v (untimed)",
 				benchCommits, benchCommits*benchFilesPerCommit, u.packSize, u.built.Round(time.Millisecond))
 		}
-		conns0 := u.sshd.conns.Load()
+		conns0 := u.sshd.Conns()
 		var times []time.Duration
 		for range b.N {
 			times = append(times, u.clone(b, dir, u.repo.Upstream.URL(), u.sshEnv))
@@ -263,7 +262,7 @@ func BenchmarkClone50MB(b *testing.B) {
 			u.clone(b, dir, warm.URL+"/big.git", nil)
 			b.ResetTimer()
 		}
-		conns0 := u.sshd.conns.Load()
+		conns0 := u.sshd.Conns()
 		var times []time.Duration
 		for range b.N {
 			times = append(times, u.clone(b, dir, warm.URL+"/big.git", nil))
@@ -281,7 +280,7 @@ func BenchmarkClone50MB(b *testing.B) {
 		b.StopTimer()
 		b.SetBytes(u.packSize)
 		dir := b.TempDir()
-		conns0 := u.sshd.conns.Load()
+		conns0 := u.sshd.Conns()
 		var times []time.Duration
 		for i := range b.N {
 			root := filepath.Join(dir, fmt.Sprintf("gate%d", i))
@@ -326,36 +325,4 @@ func genKeyTB(tb testing.TB) (ssh.Signer, []byte) {
 		tb.Fatal(err)
 	}
 	return signer, pem.EncodeToMemory(blk)
-}
-
-// newSSHDTB is newSSHD for any testing.TB, except that the caller closes
-// the listener (s.ln): the benchmark's server outlives a single B.
-func newSSHDTB(tb testing.TB, root string, host ssh.Signer, authorized ssh.PublicKey) *sshd {
-	tb.Helper()
-	s := &sshd{root: root}
-	s.cfg = &ssh.ServerConfig{
-		PublicKeyCallback: func(c ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-			if c.User() == "git" && bytes.Equal(k.Marshal(), authorized.Marshal()) {
-				return nil, nil
-			}
-			return nil, fmt.Errorf("unauthorized key for %s", c.User())
-		},
-	}
-	s.cfg.AddHostKey(host)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s.ln = ln
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.conns.Add(1)
-			go s.serve(c)
-		}
-	}()
-	return s
 }

@@ -14,11 +14,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bottleform/bottleform/internal/gitsshd"
 )
 
 // testSSHEnv, set to 1, makes the test binary act as the SSH transport
@@ -54,130 +54,38 @@ func testScanCommand(t *testing.T) []string {
 	return []string{envBin, testScanEnv + "=1", exe}
 }
 
-// sshd is a loopback SSH server that serves git-upload-pack and
-// git-receive-pack "exec" requests from the real git, on repositories
+// sshd is a loopback SSH server (internal/gitsshd) that serves
+// git-upload-pack and git-receive-pack from the real git, on repositories
 // under root, to the one authorized client key.
 type sshd struct {
-	t     *testing.T
-	ln    net.Listener
-	root  string
-	cfg   *ssh.ServerConfig
-	conns atomic.Int32 // TCP connections accepted
-	mu    sync.Mutex
-	execs []string // "<service> <path> GIT_PROTOCOL=<v>"
+	*gitsshd.Server
+	ln net.Listener
 }
 
 func newSSHD(t *testing.T, root string, host ssh.Signer, authorized ssh.PublicKey) *sshd {
 	t.Helper()
-	s := &sshd{t: t, root: root}
-	s.cfg = &ssh.ServerConfig{
-		PublicKeyCallback: func(c ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-			if c.User() == "git" && bytes.Equal(k.Marshal(), authorized.Marshal()) {
-				return nil, nil
-			}
-			return nil, fmt.Errorf("unauthorized key for %s", c.User())
-		},
-	}
-	s.cfg.AddHostKey(host)
+	s := startSSHD(t, root, host, authorized)
+	t.Cleanup(func() { s.ln.Close() })
+	return s
+}
+
+// startSSHD starts the server; the caller closes s.ln.
+func startSSHD(tb testing.TB, root string, host ssh.Signer, authorized ssh.PublicKey) *sshd {
+	tb.Helper()
+	cfg := &ssh.ServerConfig{PublicKeyCallback: gitsshd.KeyIs(authorized)}
+	cfg.AddHostKey(host)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	s.ln = ln
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.conns.Add(1)
-			go s.serve(c)
-		}
-	}()
+	s := &sshd{Server: &gitsshd.Server{Root: root, Config: cfg, Env: gitEnv(nil)}, ln: ln}
+	go s.Serve(ln)
 	return s
 }
 
 func (s *sshd) port() int { return s.ln.Addr().(*net.TCPAddr).Port }
 
-func (s *sshd) execLog() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.execs...)
-}
-
-func (s *sshd) serve(c net.Conn) {
-	defer c.Close()
-	_, chans, reqs, err := ssh.NewServerConn(c, s.cfg)
-	if err != nil {
-		return
-	}
-	go ssh.DiscardRequests(reqs)
-	for nc := range chans {
-		if nc.ChannelType() != "session" {
-			nc.Reject(ssh.UnknownChannelType, "session only")
-			continue
-		}
-		ch, creqs, err := nc.Accept()
-		if err != nil {
-			continue
-		}
-		go s.session(ch, creqs)
-	}
-}
-
-func (s *sshd) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
-	var protocol string
-	for req := range reqs {
-		switch req.Type {
-		case "env":
-			var kv struct{ Name, Value string }
-			if ssh.Unmarshal(req.Payload, &kv) == nil && kv.Name == "GIT_PROTOCOL" {
-				protocol = kv.Value
-				req.Reply(true, nil)
-			} else {
-				req.Reply(false, nil)
-			}
-		case "exec":
-			var ex struct{ Command string }
-			ssh.Unmarshal(req.Payload, &ex)
-			svc, arg, _ := strings.Cut(ex.Command, " ")
-			path := strings.Trim(arg, "'")
-			if (svc != "git-upload-pack" && svc != "git-receive-pack") || strings.Contains(path, "..") {
-				req.Reply(false, nil)
-				continue
-			}
-			req.Reply(true, nil)
-			s.mu.Lock()
-			s.execs = append(s.execs, svc+" "+path+" GIT_PROTOCOL="+protocol)
-			s.mu.Unlock()
-			env := gitEnv(nil)
-			if protocol != "" {
-				env = append(env, "GIT_PROTOCOL="+protocol)
-			}
-			go func() {
-				cmd := exec.Command("git", strings.TrimPrefix(svc, "git-"), filepath.Join(s.root, path))
-				cmd.Env = env
-				cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
-				stdin, _ := cmd.StdinPipe()
-				go func() { io.Copy(stdin, ch); stdin.Close() }()
-				code := 0
-				if err := cmd.Run(); err != nil {
-					code = 1
-					if ee, ok := err.(*exec.ExitError); ok {
-						code = ee.ExitCode()
-					}
-				}
-				ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(code)}))
-				ch.Close()
-			}()
-		default:
-			if req.WantReply {
-				req.Reply(false, nil)
-			}
-		}
-	}
-}
+func (s *sshd) execLog() []string { return s.Execs() }
 
 // ugate is a gate whose repository has an SSH upstream.
 type ugate struct {
@@ -552,7 +460,7 @@ func TestUpstreamNoHostKey(t *testing.T) {
 	if code != 503 {
 		t.Fatalf("receive-pack advertisement: %d, want 503", code)
 	}
-	if n := g.sshd.conns.Load(); n != 0 {
+	if n := g.sshd.Conns(); n != 0 {
 		t.Fatalf("the gate connected to the upstream %d times", n)
 	}
 	// SSHMain refuses on its own too.
@@ -561,7 +469,7 @@ func TestUpstreamNoHostKey(t *testing.T) {
 	if rc := SSHMain([]string{"-p", fmt.Sprint(g.sshd.port()), "git@127.0.0.1", "git-upload-pack '/o/r.git'"}, strings.NewReader(""), io.Discard, &stderr); rc != 255 || !strings.Contains(stderr.String(), "no host key is pinned") {
 		t.Fatalf("SSHMain without a host key: %d %q", rc, stderr.String())
 	}
-	if n := g.sshd.conns.Load(); n != 0 {
+	if n := g.sshd.Conns(); n != 0 {
 		t.Fatalf("SSHMain connected without a host key")
 	}
 }
