@@ -15,7 +15,7 @@
 //
 // Where the contract elides a message ("…"), the fake's wording is its own;
 // tests of the backend should match the stable prefixes the contract quotes.
-// Not emulated: Smolfiles, `monitor`, `fork`/`fork-release`, `pack`,
-// `serve` and `config`. Main is the whole CLI; cmd/smolvm wraps it as a
-// binary.
+// Not emulated: Smolfiles, and `monitor`, `fork`/`fork-release`, `pack`,
+// `serve` and `config`, which parse and then fail with exit 1. Main is the
+// whole CLI; cmd/smolvm wraps it as a binary.
 package smolvmfake

@@ -555,6 +555,23 @@ func TestVersionGate(t *testing.T) {
 	os.WriteFile(filepath.Join(f.root, "version"), []byte("1.14.0\n"), 0o644)
 	expect(t, f.run("-V"), 0, "smolvm 1.14.0\n", "")
 	expect(t, f.run("machine", "exec", "--name", "m", "--user", "1000", "--", "true"), 0, "", "")
+	expect(t, f.run("machine", "exec", "--help"), 0, "--user <USER>", "")
+	os.WriteFile(filepath.Join(f.root, "version"), []byte("1.9.2\n"), 0o644)
+	r := f.must("machine", "exec", "--help")
+	if strings.Contains(r.out, "--user") || !strings.Contains(r.out, "    --name <NAME>") || strings.Contains(r.out, "-n, --name") {
+		t.Errorf("1.9.2 exec --help:\n%s", r.out)
+	}
+	expect(t, f.run("machine", "create", "-h"), 0, "-n, --name <NAME>", "")
+}
+
+// Commands outside what bottleform uses parse like the real CLI and then
+// refuse with exit 1, never silently succeed.
+func TestNotEmulated(t *testing.T) {
+	f := newFake(t)
+	expect(t, f.run("machine", "monitor", "-n", "m"), 1, "", "Error: fake smolvm: 'machine monitor' is not emulated")
+	expect(t, f.run("machine", "fork"), 2, "", "--golden <NAME>")
+	expect(t, f.run("serve", "start"), 1, "", "Error: fake smolvm: 'serve' is not emulated")
+	expect(t, f.run("nonsense"), 2, "", "error: unrecognized subcommand 'nonsense'")
 }
 
 // §8.5 delay_ms: a slow first start.

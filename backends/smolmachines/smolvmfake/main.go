@@ -146,8 +146,12 @@ func (s *session) run(args []string) int {
 	var ue *usageError
 	var se *smolvmError
 	var ec exitCode
+	var hr *helpRequest
 	switch {
 	case err == nil:
+		return 0
+	case errors.As(err, &hr):
+		fmt.Fprint(s.stdout, hr.spec.help())
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintf(s.stderr, "error: %s\n\nUsage: %s\n\nFor more information, try '--help'.\n", ue.msg, ue.usage)
@@ -171,9 +175,18 @@ func (s *session) dispatch(args []string) error {
 	case "-V", "--version":
 		fmt.Fprintf(s.stdout, "smolvm %s\n", s.version)
 		return nil
+	case "-h", "--help":
+		fmt.Fprint(s.stdout, "Usage: smolvm <COMMAND>\n\nCommands:\n  machine  (alias vm)\n  serve\n  pack\n  config\n")
+		return nil
 	case "machine", "vm":
+	case "serve", "pack", "config":
+		return errorf("fake smolvm: '%s' is not emulated", args[0])
 	default:
 		return &usageError{msg: fmt.Sprintf("unrecognized subcommand '%s'", args[0]), usage: topUsage}
+	}
+	if len(args) == 2 && (args[1] == "-h" || args[1] == "--help") {
+		fmt.Fprint(s.stdout, "Usage: smolvm machine <COMMAND>\n")
+		return nil
 	}
 	if len(args) < 2 {
 		return &usageError{msg: "'smolvm machine' requires a subcommand but one was not provided", usage: "smolvm machine <COMMAND>"}
@@ -185,6 +198,9 @@ func (s *session) dispatch(args []string) error {
 	p, err := parseArgs(spec, args[2:])
 	if err != nil {
 		return err
+	}
+	if spec.notEmulated {
+		return errorf("fake smolvm: 'machine %s' is not emulated", spec.name)
 	}
 	if s.root == "" {
 		return errorf("fake smolvm: no state root; set %s (or %s)", EnvRoot, EnvDataDir)

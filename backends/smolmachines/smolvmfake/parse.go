@@ -18,6 +18,31 @@ type usageError struct {
 
 func (e *usageError) Error() string { return e.msg }
 
+// helpRequest is `-h`/`--help`: clap prints the help to stdout, exit 0.
+type helpRequest struct{ spec *cmdSpec }
+
+func (h *helpRequest) Error() string { return "help requested" }
+
+// help renders a subcommand's usage and options, one flag a line, so
+// feature detection by grepping `--help` (§8.6) sees the emulated surface.
+func (c *cmdSpec) help() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage: %s\n\nOptions:\n", c.usage)
+	for _, f := range c.flags {
+		short := "    "
+		if f.short != 0 {
+			short = fmt.Sprintf("-%c, ", f.short)
+		}
+		v := ""
+		if f.value != "" {
+			v = " <" + f.value + ">"
+		}
+		fmt.Fprintf(&b, "  %s--%s%s\n", short, f.long, v)
+	}
+	b.WriteString("  -h, --help\n")
+	return b.String()
+}
+
 // flagSpec is one allowed flag of a subcommand (§1.3).
 type flagSpec struct {
 	long     string
@@ -38,6 +63,8 @@ type cmdSpec struct {
 	trailing string
 	// bareStartsTrailing: a bare argument starts the command (run).
 	bareStartsTrailing bool
+	// notEmulated: parsed like the real CLI, then refused with exit 1.
+	notEmulated bool
 }
 
 // parsed is the result of parsing one subcommand's arguments.
@@ -292,6 +319,19 @@ func machineSpecs(version string) map[string]*cmdSpec {
 		{name: "data-dir", usage: "smolvm machine data-dir [OPTIONS] --name <NAME>", required: []string{"name"}, flags: []flagSpec{
 			val("name", 'n', "NAME", nil),
 		}},
+		{name: "monitor", usage: "smolvm machine monitor [OPTIONS]", notEmulated: true, flags: []flagSpec{
+			val("name", 'n', "NAME", nil), val("restart", 0, "POLICY", nil), val("health-cmd", 0, "CMD", nil),
+			val("health-timeout", 0, "DURATION", vDuration), val("interval", 0, "DURATION", vDuration), val("health-retries", 0, "N", vU32),
+		}},
+		{name: "fork", usage: "smolvm machine fork [OPTIONS] --golden <NAME>", notEmulated: true, required: []string{"golden"}, flags: []flagSpec{
+			val("golden", 0, "NAME", nil), val("name", 'n', "NAME", nil), val("count", 0, "N", vU32), val("name-prefix", 0, "PREFIX", nil),
+			val("parallel", 0, "N", vU32), sw("wait-ready", 0), sw("hold", 0), val("ready-timeout", 0, "DURATION", vDuration),
+			sw("forkable", 0), val("port", 'p', "HOST:GUEST", vPort), sw("share-weights", 0),
+			val("env", 'e', "KEY=VALUE", nil), val("secret-env", 0, "GUEST_VAR=HOST_VAR", nil), val("secret-file", 0, "GUEST_VAR=PATH", nil),
+		}},
+		{name: "fork-release", usage: "smolvm machine fork-release [OPTIONS] --name <NAME>", notEmulated: true, required: []string{"name"}, flags: []flagSpec{
+			val("name", 'n', "NAME", nil), val("env", 'e', "KEY=VALUE", nil),
+		}},
 		{name: "run", usage: "smolvm machine run [OPTIONS] [-- <COMMAND>...]", trailing: "optional", bareStartsTrailing: true, flags: runFlags()},
 	}
 	m := map[string]*cmdSpec{}
@@ -332,6 +372,8 @@ func parseArgs(spec *cmdSpec, args []string) (*parsed, error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
+		case a == "-h" || a == "--help":
+			return nil, &helpRequest{spec}
 		case a == "--":
 			if spec.trailing == "" {
 				if i+1 < len(args) {
