@@ -40,6 +40,7 @@ var benchSeed = [32]byte{'b', 'o', 't', 't', 'l', 'e', 'f', 'o', 'r', 'm', ' ', 
 // server, with what a client needs to reach it.
 type benchUpstream struct {
 	dir        string // everything lives under it
+	bare       string // the upstream repository
 	g          *gate  // its cmd runs the git client with an isolated HOME
 	sshd       *sshd
 	repo       Repo     // the upstream as the gate declares it
@@ -91,6 +92,7 @@ func buildBenchUpstream(tb testing.TB) *benchUpstream {
 
 	uroot := filepath.Join(dir, "upstream")
 	bare := filepath.Join(uroot, "o", "big.git")
+	u.bare = bare
 	benchGit(tb, u.g, "", nil, "-c", "init.defaultBranch=trunk", "init", "--bare", "--quiet", bare)
 	work := filepath.Join(dir, "work")
 	benchGit(tb, u.g, "", nil, "-c", "init.defaultBranch=trunk", "init", "--quiet", work)
@@ -220,7 +222,9 @@ func (u *benchUpstream) report(b *testing.B, times []time.Duration, conns0 int32
 //     is the gate's fetches that find nothing new, plus serving the pack
 //     from its own copy;
 //   - gate-cold: the same through a new gate, with an empty root, every
-//     time: the full fetch from upstream, then serving.
+//     time: the full fetch from upstream, then serving;
+//   - local-file: `git clone file://…` of the upstream's directory, with
+//     no transport and no gate: the floor.
 //
 // SetBytes is the upstream's pack size, so MB/s is pack bytes per second.
 // It runs only with -bench; the repository is built inside it, once per
@@ -290,6 +294,20 @@ func BenchmarkClone50MB(b *testing.B) {
 			if err := os.RemoveAll(root); err != nil {
 				b.Fatal(err)
 			}
+		}
+		u.report(b, times, conns0)
+	})
+
+	// The floor: the same clone with no transport and no gate, git's
+	// upload-pack on the upstream's directory over a pipe.
+	b.Run("local-file", func(b *testing.B) {
+		b.StopTimer()
+		b.SetBytes(u.packSize)
+		dir := b.TempDir()
+		conns0 := u.sshd.Conns()
+		var times []time.Duration
+		for range b.N {
+			times = append(times, u.clone(b, dir, "file://"+u.bare, nil))
 		}
 		u.report(b, times, conns0)
 	})
