@@ -2,9 +2,6 @@ package gitgate
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -137,8 +134,8 @@ func buildBenchUpstream(tb testing.TB) *benchUpstream {
 		tb.Fatalf("upstream packs %q hold %d bytes", packs, u.packSize)
 	}
 
-	host, _ := genKeyTB(tb)
-	client, keyPEM := genKeyTB(tb)
+	host, _ := genKey(tb)
+	client, keyPEM := genKey(tb)
 	keyFile := filepath.Join(dir, "id_ed25519")
 	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		tb.Fatal(err)
@@ -325,22 +322,4 @@ func benchGit(tb testing.TB, g *gate, dir string, env []string, args ...string) 
 		tb.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// genKeyTB is genKey for any testing.TB.
-func genKeyTB(tb testing.TB) (ssh.Signer, []byte) {
-	tb.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	blk, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return signer, pem.EncodeToMemory(blk)
 }

@@ -98,19 +98,19 @@ type ugate struct {
 	repo     Repo
 }
 
-func genKey(t *testing.T) (ssh.Signer, []byte) {
-	t.Helper()
+func genKey(tb testing.TB) (ssh.Signer, []byte) {
+	tb.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	signer, err := ssh.NewSignerFromKey(priv)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	blk, err := ssh.MarshalPrivateKey(priv, "")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return signer, pem.EncodeToMemory(blk)
 }
