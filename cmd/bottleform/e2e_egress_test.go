@@ -80,11 +80,7 @@ type egFixture struct {
 // output for the canary check.
 func (f *egFixture) bf(t *testing.T, args ...string) bfResult {
 	t.Helper()
-	r := bfRun(t, f.dir, f.env, args...)
-	n := len(f.outputs) / 2
-	f.outputs[fmt.Sprintf("stdout of bottleform %s (#%d)", strings.Join(args, " "), n)] = r.stdout
-	f.outputs[fmt.Sprintf("stderr of bottleform %s (#%d)", strings.Join(args, " "), n)] = r.stderr
-	return r
+	return bfKeep(t, f.dir, f.env, f.outputs, args...)
 }
 
 // agent runs argv in the agent through `bottleform attach`.

@@ -209,6 +209,17 @@ func bfRun(t *testing.T, dir string, env []string, args ...string) bfResult {
 	return bfStart(t, dir, env, args...).wait(t)
 }
 
+// bfKeep runs bottleform and keeps its stdout and stderr in outputs, for a
+// canary check that reads every output of the test.
+func bfKeep(t *testing.T, dir string, env []string, outputs map[string]string, args ...string) bfResult {
+	t.Helper()
+	r := bfRun(t, dir, env, args...)
+	n := len(outputs) / 2
+	outputs[fmt.Sprintf("stdout of bottleform %s (#%d)", strings.Join(args, " "), n)] = r.stdout
+	outputs[fmt.Sprintf("stderr of bottleform %s (#%d)", strings.Join(args, " "), n)] = r.stderr
+	return r
+}
+
 // bf runs bottleform in dir and returns its output and exit status (-1
 // when killed by a signal).
 func bf(t *testing.T, dir string, env []string, args ...string) (stdout, stderr string, code int) {
