@@ -8,22 +8,31 @@ import (
 	"github.com/bottleform/bottleform/resource"
 )
 
-// GateURL is where the agent reaches a git entry: the sidecar's git gate.
-func GateURL(name string) string { return "http://git-gate/" + name + ".git" }
+// DockerGate is the git gate's base URL as an agent on the Docker backend
+// reaches it: the sidecar's alias on the bottle's internal network.
+const DockerGate = "http://git-gate"
+
+// GateURL is where an agent on the Docker backend reaches a git entry.
+func GateURL(name string) string { return GateURLAt(DockerGate, name) }
+
+// GateURLAt is where the agent reaches a git entry through the git gate at
+// base (a URL without a trailing slash).
+func GateURLAt(base, name string) string { return base + "/" + name + ".git" }
 
 // GitConfig is the git configuration bottleform gives the agent (included
 // from its ~/.gitconfig): the bottle's git_user, and for every git entry
 // url.<gate>.insteadOf for each way of writing its upstream, so that the
 // agent's clones, fetches and pushes of the upstream go through the gate.
-// It holds no secret.
-func GitConfig(b *resource.Bottle) string {
+// gate is the git gate's base URL as the agent reaches it (DockerGate on
+// Docker). It holds no secret.
+func GitConfig(b *resource.Bottle, gate string) string {
 	var s strings.Builder
 	s.WriteString("# Written by bottleform; rewritten by every apply. Nothing here is secret.\n")
 	if gu := b.GitUser; gu != nil {
 		fmt.Fprintf(&s, "[user]\n\tname = %s\n\temail = %s\n", quote(gu.Name), quote(gu.Email))
 	}
 	for _, g := range b.Git {
-		fmt.Fprintf(&s, "[url %s]\n", quote(GateURL(g.Name)))
+		fmt.Fprintf(&s, "[url %s]\n", quote(GateURLAt(gate, g.Name)))
 		for _, u := range UpstreamForms(g) {
 			fmt.Fprintf(&s, "\tinsteadOf = %s\n", quote(u))
 		}

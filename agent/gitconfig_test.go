@@ -25,7 +25,7 @@ func TestGitConfigRewritesWithRealGit(t *testing.T) {
 	}
 	home := t.TempDir()
 	cfg := filepath.Join(home, "bottleform.gitconfig")
-	if err := os.WriteFile(cfg, []byte(GitConfig(b)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(GitConfig(b, DockerGate)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	repo := t.TempDir()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -25,13 +26,15 @@ const ProxyURL = "http://egress:9099"
 // NoProxy are the hosts the agent reaches directly on the internal network.
 const NoProxy = "git-gate,supervise,localhost,127.0.0.1"
 
-// proxyEnv is the env every agent gets; it wins over a bottle's env of the
-// same names.
-var proxyEnv = []string{
-	"HTTP_PROXY=" + ProxyURL, "HTTPS_PROXY=" + ProxyURL,
-	"http_proxy=" + ProxyURL, "https_proxy=" + ProxyURL,
-	"NO_PROXY=" + NoProxy, "no_proxy=" + NoProxy,
-	"NODE_USE_ENV_PROXY=1",
+// ProxyEnv is the env every agent gets to reach the egress gateway at ep;
+// it wins over a bottle's env of the same names.
+func ProxyEnv(ep Endpoints) []string {
+	return []string{
+		"HTTP_PROXY=" + ep.Proxy, "HTTPS_PROXY=" + ep.Proxy,
+		"http_proxy=" + ep.Proxy, "https_proxy=" + ep.Proxy,
+		"NO_PROXY=" + ep.NoProxy, "no_proxy=" + ep.NoProxy,
+		"NODE_USE_ENV_PROXY=1",
+	}
 }
 
 // agentCommand is the agent container's main process. The image's
@@ -44,7 +47,7 @@ var agentCommand = []string{"sleep", "infinity"}
 
 // createAgent (re)creates the agent container from the bottle's image, on
 // the internal network only, starts it, and writes its auth settings (see
-// writeAuth). Nothing is pulled.
+// WriteAuth). Nothing is pulled.
 func (b *Backend) createAgent(ctx context.Context, op *applier.Op) (map[string]string, error) {
 	bt := op.Bottle
 	img, err := b.c.ImageInspect(ctx, bt.Image)
@@ -106,44 +109,67 @@ func (b *Backend) createAgent(ctx context.Context, op *applier.Op) (map[string]s
 	}
 	// Auth is made before the agent in an apply, so a new agent gets its
 	// provider settings here.
-	if err := b.AgentHandle(op.Lineage, bt.Name).writeAuth(ctx, op); err != nil {
+	if err := b.AgentHandle(op.Lineage, bt.Name).WriteAuth(ctx, op); err != nil {
 		return nil, fmt.Errorf("provision %s's auth: %w", name, err)
 	}
 	return map[string]string{"container": resp.ID}, nil
 }
 
-// agentEnv is the agent's environment: the bottle's env (literals, and the
-// values of references granted to the agent), the proxy variables and the
-// CA variables, the provider's among them.
-func agentEnv(op *applier.Op) ([]string, error) {
+// AgentEnv is the agent's environment: the bottle's literal env, the proxy
+// variables for ep and the CA variables (the provider's among them), as
+// K=V; and, apart, the values of the references the bottle grants to the
+// agent's env, which must never reach argv, a label or a log.
+func AgentEnv(op *applier.Op, ep Endpoints) (plain []string, secret map[string]resource.Secret, err error) {
 	ca := slices.Clone(caEnv)
 	if p, err := agent.Lookup(op.Bottle.Agent.Provider); err == nil {
 		for _, name := range p.CACertEnv {
 			ca = append(ca, name+"="+caFile)
 		}
 	}
+	proxy := ProxyEnv(ep)
 	ours := map[string]bool{}
-	for _, kv := range append(slices.Clone(proxyEnv), ca...) {
+	for _, kv := range append(slices.Clone(proxy), ca...) {
 		ours[kv[:strings.IndexByte(kv, '=')]] = true
 	}
-	var env []string
 	for _, e := range op.Bottle.Env {
 		if ours[e.Name] {
 			warn(op, "env %s is set by bottleform to route the agent through its egress gateway; the bottle's value is ignored", e.Name)
 			continue
 		}
-		v := e.Literal
-		if !e.Ref.IsZero() {
-			s, ok := op.Secrets.Value(e.Ref)
-			if !ok {
-				return nil, fmt.Errorf("env %s: the value of %s was not resolved", e.Name, e.Ref)
-			}
-			v = s.Reveal()
+		if e.Ref.IsZero() {
+			plain = append(plain, e.Name+"="+e.Literal)
+			continue
 		}
-		env = append(env, e.Name+"="+v)
+		v, ok := op.Secrets.Value(e.Ref)
+		if !ok {
+			return nil, nil, fmt.Errorf("env %s: the value of %s was not resolved", e.Name, e.Ref)
+		}
+		if secret == nil {
+			secret = map[string]resource.Secret{}
+		}
+		secret[e.Name] = v
 	}
-	env = append(env, proxyEnv...)
-	return append(env, ca...), nil
+	plain = append(plain, proxy...)
+	return append(plain, ca...), secret, nil
+}
+
+// agentEnv is the agent container's environment: AgentEnv with the
+// secret values in place, sorted by name after the bottle's literals.
+func agentEnv(op *applier.Op) ([]string, error) {
+	plain, secret, err := AgentEnv(op, DockerEndpoints)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(secret))
+	for k := range secret {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	env := make([]string, 0, len(plain)+len(names))
+	for _, k := range names {
+		env = append(env, k+"="+secret[k].Reveal())
+	}
+	return append(env, plain...), nil
 }
 
 // isRoot reports whether an image's USER is root (or unset, which is root).
@@ -152,16 +178,52 @@ func isRoot(user string) bool {
 	return u == "" || u == "root" || u == "0"
 }
 
-// Agent is a handle on one bottle's agent container: commands run in it
-// and files copied into it. It does not check that the container exists;
-// its methods fail if it does not.
+// Guest is where an agent runs, as provisioning sees it: a container on
+// this backend, a micro-VM on smolmachines. Provisioning (auth, prompt,
+// skills, MCP, the CA) makes no other call on it.
+type Guest interface {
+	// Exec runs argv as user ("" is the agent user, "0" root), with stdin
+	// if it is not nil. A command that fails or is not found (exit 126 or
+	// 127) is a non-zero exit, not an error; err is for failures to run it
+	// at all (no such guest, guest stopped).
+	Exec(ctx context.Context, argv []string, user string, stdin io.Reader) (stdout, stderr []byte, exit int, err error)
+	// CopyIn extracts a tar archive into dir, which must exist. Files get
+	// the uid, gid and mode their tar headers carry.
+	CopyIn(ctx context.Context, dir string, archive io.Reader) error
+	// Running reports whether the guest exists and runs.
+	Running(ctx context.Context) (bool, error)
+	// Workdir is where commands in the guest start (attach, run-agent):
+	// the image's working directory, / when it sets none.
+	Workdir(ctx context.Context) (string, error)
+}
+
+// Endpoints are the sidecar's services as the agent reaches them.
+type Endpoints struct {
+	// Proxy is the egress gateway's URL (HTTP_PROXY and friends).
+	Proxy string
+	// NoProxy lists what the agent reaches directly.
+	NoProxy string
+	// Gate is the git gate's base URL, without a trailing slash.
+	Gate string
+	// Supervise is the supervise MCP server's URL; empty uses the URL the
+	// MCP object's attributes carry.
+	Supervise string
+}
+
+// DockerEndpoints are the sidecar's aliases on a bottle's internal network.
+var DockerEndpoints = Endpoints{Proxy: ProxyURL, NoProxy: NoProxy, Gate: agent.DockerGate}
+
+// Agent is a handle on one bottle's agent: commands run in it and files
+// copied into it, through its Guest. It does not check that the guest
+// exists; its methods fail if it does not.
 type Agent struct {
-	b    *Backend
+	g    Guest
 	name string
+	ep   Endpoints
 	id   *identity
 }
 
-// identity is the agent user as the container sees it.
+// identity is the agent user as the guest sees it.
 type identity struct {
 	uid, gid int
 	home     string
@@ -170,47 +232,78 @@ type identity struct {
 	workdir string
 }
 
+// NewAgent returns a handle on the agent called name (for messages) that
+// runs in g and reaches the sidecar at ep.
+func NewAgent(name string, g Guest, ep Endpoints) *Agent {
+	return &Agent{g: g, name: name, ep: ep}
+}
+
 // AgentHandle returns a handle on the agent container of bottle in the
 // state with lineage.
 func (b *Backend) AgentHandle(lineage, bottle string) *Agent {
-	return &Agent{b: b, name: resource.ObjectName(lineage, bottle, compAgent)}
+	name := resource.ObjectName(lineage, bottle, compAgent)
+	return NewAgent(name, containerGuest{b: b, name: name}, DockerEndpoints)
 }
 
-// Name is the agent container's name.
+// Name is the agent's name: its container's, or its VM's.
 func (a *Agent) Name() string { return a.name }
 
-// Exec runs argv in the agent as user ("" is the container's user, the
-// agent user), with stdin if it is not nil. A command that fails or is not
-// found (exit 126 or 127) is a non-zero exit, not an error; err is for
-// failures to run it at all (no such container, container stopped).
+// Exec runs argv in the agent as user ("" is the agent user), with stdin if
+// it is not nil; see Guest.
 func (a *Agent) Exec(ctx context.Context, argv []string, user string, stdin io.Reader) (stdout, stderr []byte, exit int, err error) {
-	return a.b.exec(ctx, a.name, argv, user, stdin)
+	return a.g.Exec(ctx, argv, user, stdin)
 }
 
 // CopyIn extracts a tar archive into dir, which must exist, in the agent.
-// Files get the uid, gid and mode their tar headers carry.
 func (a *Agent) CopyIn(ctx context.Context, dir string, archive io.Reader) error {
-	if err := a.b.c.CopyToContainer(ctx, a.name, dir, archive, container.CopyToContainerOptions{}); err != nil {
-		return fmt.Errorf("copy into %s:%s: %w", a.name, dir, err)
+	return a.g.CopyIn(ctx, dir, archive)
+}
+
+// running reports whether the agent exists and runs.
+func (a *Agent) running(ctx context.Context) (bool, error) { return a.g.Running(ctx) }
+
+// containerGuest is an agent container.
+type containerGuest struct {
+	b    *Backend
+	name string
+}
+
+func (g containerGuest) Exec(ctx context.Context, argv []string, user string, stdin io.Reader) ([]byte, []byte, int, error) {
+	return g.b.exec(ctx, g.name, argv, user, stdin)
+}
+
+func (g containerGuest) CopyIn(ctx context.Context, dir string, archive io.Reader) error {
+	if err := g.b.c.CopyToContainer(ctx, g.name, dir, archive, container.CopyToContainerOptions{}); err != nil {
+		return fmt.Errorf("copy into %s:%s: %w", g.name, dir, err)
 	}
 	return nil
 }
 
-// running reports whether the agent container exists and runs.
-func (a *Agent) running(ctx context.Context) (bool, error) {
-	c, err := a.b.c.ContainerInspect(ctx, a.name)
+func (g containerGuest) Running(ctx context.Context) (bool, error) {
+	c, err := g.b.c.ContainerInspect(ctx, g.name)
 	if cerrdefs.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("container %s: %w", a.name, err)
+		return false, fmt.Errorf("container %s: %w", g.name, err)
 	}
 	return c.State != nil && c.State.Running, nil
 }
 
-// identity finds the agent user's uid, gid and home by asking the
-// container (id -u, id -g, printenv HOME), and its working directory from
-// its configuration, once per handle.
+func (g containerGuest) Workdir(ctx context.Context) (string, error) {
+	c, err := g.b.c.ContainerInspect(ctx, g.name)
+	if err != nil {
+		return "", fmt.Errorf("container %s: %w", g.name, err)
+	}
+	if c.Config != nil && c.Config.WorkingDir != "" {
+		return c.Config.WorkingDir, nil
+	}
+	return "/", nil
+}
+
+// identity finds the agent user's uid, gid and home by asking the guest
+// (id -u, id -g, printenv HOME), and its working directory, once per
+// handle.
 func (a *Agent) identity(ctx context.Context) (identity, error) {
 	if a.id != nil {
 		return *a.id, nil
@@ -245,13 +338,8 @@ func (a *Agent) identity(ctx context.Context) (identity, error) {
 	if !strings.HasPrefix(id.home, "/") {
 		return identity{}, fmt.Errorf("find the agent user: HOME is %q in %s, not an absolute path", id.home, a.name)
 	}
-	c, err := a.b.c.ContainerInspect(ctx, a.name)
-	if err != nil {
+	if id.workdir, err = a.g.Workdir(ctx); err != nil {
 		return identity{}, fmt.Errorf("find the agent's working directory: %w", err)
-	}
-	id.workdir = "/"
-	if c.Config != nil && c.Config.WorkingDir != "" {
-		id.workdir = c.Config.WorkingDir
 	}
 	a.id = &id
 	return id, nil

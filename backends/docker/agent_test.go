@@ -43,7 +43,7 @@ func TestAgent(t *testing.T) {
 	if hc.Init == nil || !*hc.Init || !slices.Equal(c.Config.Entrypoint, []string{"sleep"}) || !slices.Equal(c.Config.Cmd, []string{"infinity"}) {
 		t.Errorf("init %v, entrypoint %q, cmd %q", hc.Init, c.Config.Entrypoint, c.Config.Cmd)
 	}
-	for _, kv := range proxyEnv {
+	for _, kv := range ProxyEnv(DockerEndpoints) {
 		if !slices.Contains(c.Config.Env, kv) {
 			t.Errorf("env lacks %s", kv)
 		}

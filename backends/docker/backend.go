@@ -148,7 +148,7 @@ func (b *Backend) create(ctx context.Context, op *applier.Op) (map[string]string
 	case resource.KindNetwork:
 		return b.createNetworks(ctx, op)
 	case resource.KindSidecar:
-		return b.createSidecar(ctx, op)
+		return b.createSidecar(ctx, op, nil)
 	case resource.KindEgress, resource.KindGit:
 		return nil, b.deliver(ctx, op, false)
 	case resource.KindDeployKey:
@@ -176,22 +176,12 @@ func (b *Backend) update(ctx context.Context, op *applier.Op) (map[string]string
 	}
 	switch op.Addr.Kind {
 	case resource.KindSidecar:
-		e, err := b.startExisting(ctx, op, compSidecar)
-		switch {
-		case err != nil:
-			return nil, err
-		case e == nil || e.digest != specDigest(op.Addr.Kind, op.Attrs):
-			return b.createSidecar(ctx, op)
-		case e.started:
-			if err := b.waitControl(ctx, e.id, objectName(op, compSidecar)); err != nil {
-				return nil, err
-			}
-		}
-		if err := b.deliver(ctx, op, false); err != nil {
-			return nil, err
+		ids, created, err := b.ensureSidecar(ctx, op, nil)
+		if err != nil || created {
+			return ids, err
 		}
 		// A sidecar that restarted minted a new CA.
-		return map[string]string{"container": e.id}, b.installCA(ctx, op)
+		return ids, b.installCA(ctx, op)
 	case resource.KindAgent:
 		// Every change of an agent's attributes replaces it (the planner's
 		// rule), so an update only starts it, or creates it if it is gone.

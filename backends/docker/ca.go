@@ -117,10 +117,16 @@ func (b *Backend) installCA(ctx context.Context, op *applier.Op) error {
 	if err != nil {
 		return fmt.Errorf("read the gateway's CA: %w", err)
 	}
-	if rep.CACert == "" {
+	return a.InstallCA(ctx, op, rep.CACert)
+}
+
+// InstallCA installs cert, the gateway's CA certificate, in the agent as
+// root (see installCAScript).
+func (a *Agent) InstallCA(ctx context.Context, op *applier.Op, cert string) error {
+	if cert == "" {
 		return errors.New("the sidecar did not report its CA certificate")
 	}
-	_, stderr, code, err := a.Exec(ctx, []string{"/bin/sh", "-c", installCAScript}, "0", strings.NewReader(rep.CACert))
+	_, stderr, code, err := a.Exec(ctx, []string{"/bin/sh", "-c", installCAScript}, "0", strings.NewReader(cert))
 	if err != nil {
 		return fmt.Errorf("install the gateway's CA in the agent: %w", err)
 	}

@@ -67,6 +67,18 @@ func (s *snapshot) network(lineage, name string) (network.Summary, bool) {
 // are not looked at. Objects inside the agent and the sidecar's routes are
 // left out.
 func (b *Backend) Observe(ctx context.Context, s *state.State) (resource.Observed, error) {
+	return b.observe(ctx, s, resource.BackendDocker, false)
+}
+
+// ObserveSidecars is Observe for the networks and sidecars of the state's
+// bottles on backend, whose sidecars are published (see
+// CreatePublishedSidecar): an egress network and a sidecar on it alone.
+// Their agents are not containers and are left out.
+func (b *Backend) ObserveSidecars(ctx context.Context, s *state.State, backend string) (resource.Observed, error) {
+	return b.observe(ctx, s, backend, true)
+}
+
+func (b *Backend) observe(ctx context.Context, s *state.State, backend string, published bool) (resource.Observed, error) {
 	if s == nil {
 		return nil, nil
 	}
@@ -76,10 +88,13 @@ func (b *Backend) Observe(ctx context.Context, s *state.State) (resource.Observe
 	}
 	obs := resource.Observed{}
 	for _, r := range s.Resources() {
-		if bt := s.Bottles[r.Addr.Bottle]; bt == nil || bt.Backend != resource.BackendDocker {
+		if bt := s.Bottles[r.Addr.Bottle]; bt == nil || bt.Backend != backend {
 			continue
 		}
-		status, reason, ok := snap.observe(s.Lineage, r)
+		if published && r.Addr.Kind != resource.KindNetwork && r.Addr.Kind != resource.KindSidecar {
+			continue
+		}
+		status, reason, ok := snap.observe(s.Lineage, r, published)
 		if ok && status == resource.StatusDegraded && b.sidecarHealthy(ctx, resource.ObjectName(s.Lineage, r.Addr.Bottle, compSidecar)) {
 			// Docker's health status lags: it is from the last check,
 			// up to a second old, and a sidecar repaired since is fine.
@@ -92,11 +107,20 @@ func (b *Backend) Observe(ctx context.Context, s *state.State) (resource.Observe
 	return obs, nil
 }
 
-func (s *snapshot) observe(lineage string, r *state.Resource) (resource.ObjectStatus, string, bool) {
+// networkComps are the networks of a bottle: both, or the egress network
+// alone when its sidecar is published.
+func networkComps(published bool) []string {
+	if published {
+		return []string{compEgress}
+	}
+	return []string{compInternal, compEgress}
+}
+
+func (s *snapshot) observe(lineage string, r *state.Resource, published bool) (resource.ObjectStatus, string, bool) {
 	name := func(comp string) string { return resource.ObjectName(lineage, r.Addr.Bottle, comp) }
 	switch r.Addr.Kind {
 	case resource.KindNetwork:
-		for _, comp := range []string{compInternal, compEgress} {
+		for _, comp := range networkComps(published) {
 			n, ok := s.network(lineage, name(comp))
 			if !ok {
 				return resource.StatusMissing, "network " + name(comp) + " is gone", true
@@ -129,9 +153,14 @@ func (s *snapshot) observe(lineage string, r *state.Resource) (resource.ObjectSt
 			}
 		}
 		sort.Strings(attached)
-		want := []string{name(compInternal)}
-		if comp == compSidecar {
-			want = append(want, name(compEgress))
+		var want []string
+		switch {
+		case comp == compAgent:
+			want = []string{name(compInternal)}
+		default:
+			for _, n := range networkComps(published) {
+				want = append(want, name(n))
+			}
 		}
 		for _, n := range attached {
 			if !contains(want, n) {

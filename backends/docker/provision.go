@@ -34,12 +34,18 @@ const (
 // object is written again whole. The agent must be running, except for
 // auth (see below).
 func (b *Backend) provision(ctx context.Context, op *applier.Op) error {
-	a := b.AgentHandle(op.Lineage, op.Addr.Bottle)
+	return b.AgentHandle(op.Lineage, op.Addr.Bottle).Provision(ctx, op, b.configDir)
+}
+
+// Provision writes the object of op that lives in the agent (prompt,
+// skill, auth, MCP registration) whole; skill directories are relative to
+// configDir. Auth is written only into a running agent (see WriteAuth).
+func (a *Agent) Provision(ctx context.Context, op *applier.Op, configDir string) error {
 	switch op.Addr.Kind {
 	case resource.KindPrompt:
 		return a.writeFiles(ctx, "", []tarEntry{{Name: promptPath, Mode: 0o644, Data: []byte(op.Bottle.Prompt)}})
 	case resource.KindSkill:
-		return b.copySkill(ctx, a, op)
+		return a.copySkill(ctx, op, configDir)
 	case resource.KindAuth:
 		// The applier makes auth before the agent (grants first), and the
 		// agent is created with its auth provisioned; so auth writes into an
@@ -47,7 +53,7 @@ func (b *Backend) provision(ctx context.Context, op *applier.Op) error {
 		if up, err := a.running(ctx); err != nil || !up {
 			return err
 		}
-		return a.writeAuth(ctx, op)
+		return a.WriteAuth(ctx, op)
 	case resource.KindMCP:
 		return a.registerMCP(ctx, op)
 	}
@@ -57,7 +63,12 @@ func (b *Backend) provision(ctx context.Context, op *applier.Op) error {
 // unprovision removes what provision wrote. An agent that is gone or
 // stopped has nothing to remove: its files go with it.
 func (b *Backend) unprovision(ctx context.Context, op *applier.Op) error {
-	a := b.AgentHandle(op.Lineage, op.Addr.Bottle)
+	return b.AgentHandle(op.Lineage, op.Addr.Bottle).Unprovision(ctx, op)
+}
+
+// Unprovision removes what Provision wrote for op. An agent that is gone
+// or stopped has nothing to remove: its files go with it.
+func (a *Agent) Unprovision(ctx context.Context, op *applier.Op) error {
 	if up, err := a.running(ctx); err != nil || !up {
 		return err
 	}
@@ -152,7 +163,7 @@ func (a *Agent) remove(ctx context.Context, rel string) error {
 // copySkill replaces $HOME/<provider's skills dir>/<name>/ with the skill's
 // directory: its regular files (what the skill's digest covers) and the
 // directories that hold them.
-func (b *Backend) copySkill(ctx context.Context, a *Agent, op *applier.Op) error {
+func (a *Agent) copySkill(ctx context.Context, op *applier.Op, configDir string) error {
 	var skill *resource.Skill
 	for i := range op.Bottle.Skills {
 		if op.Bottle.Skills[i].Name == op.Addr.Key {
@@ -171,7 +182,7 @@ func (b *Backend) copySkill(ctx context.Context, a *Agent, op *applier.Op) error
 	}
 	src := skill.Dir
 	if !filepath.IsAbs(src) {
-		src = filepath.Join(b.configDir, src)
+		src = filepath.Join(configDir, src)
 	}
 	entries := []tarEntry{{Name: skill.Name + "/", Mode: 0o755}}
 	err = filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
@@ -208,7 +219,7 @@ func (b *Backend) copySkill(ctx context.Context, a *Agent, op *applier.Op) error
 	return a.writeFiles(ctx, p.SkillsDir, entries)
 }
 
-// writeAuth provisions the agent's side of the provider's auth, none of
+// WriteAuth provisions the agent's side of the provider's auth, none of
 // it secret:
 //
 //   - $HOME/.bottleform/env: the provider's env as `export K='V'` lines
@@ -220,7 +231,7 @@ func (b *Backend) copySkill(ctx context.Context, a *Agent, op *applier.Op) error
 //     merged, codex's placeholder ~/.codex/auth.json);
 //   - the git configuration, included from ~/.gitconfig when the image
 //     has git and the bottle has a git_user or git entries.
-func (a *Agent) writeAuth(ctx context.Context, op *applier.Op) error {
+func (a *Agent) WriteAuth(ctx context.Context, op *applier.Op) error {
 	id, err := a.identity(ctx)
 	if err != nil {
 		return err
@@ -245,7 +256,7 @@ func (a *Agent) writeAuth(ctx context.Context, op *applier.Op) error {
 		{Name: authEnvPath, Mode: 0o644, Data: buf.Bytes()},
 		{Name: binDir + "/", Mode: 0o755},
 		{Name: runAgentPath, Mode: 0o755, Data: []byte(p.RunAgent(authEnvPath, promptPath))},
-		{Name: gitConfigPath, Mode: 0o644, Data: []byte(agent.GitConfig(op.Bottle))},
+		{Name: gitConfigPath, Mode: 0o644, Data: []byte(agent.GitConfig(op.Bottle, a.ep.Gate))},
 	})
 	if err != nil {
 		return err
@@ -357,6 +368,9 @@ func (a *Agent) registerMCP(ctx context.Context, op *applier.Op) error {
 		return err
 	}
 	name, url := op.Addr.Key, op.Attrs["url"].Str
+	if name == "supervise" && a.ep.Supervise != "" {
+		url = a.ep.Supervise
+	}
 	add := p.MCPAddArgv(name, url)
 	if add == nil {
 		warn(op, "the agent provider %q has no MCP registration command: MCP server %s was not registered", p.Name, name)

@@ -11,6 +11,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/go-connections/nat"
 
 	"github.com/bottleform/bottleform/applier"
 	"github.com/bottleform/bottleform/resource"
@@ -36,8 +37,10 @@ var sidecarAliases = []string{"egress", "git-gate", "supervise"}
 var ctlArgv = []string{"/bottleform", "sidecar", "ctl"}
 
 // createSidecar (re)creates the sidecar container on both networks, waits
-// for it to be healthy and delivers the bottle's configuration to it.
-func (b *Backend) createSidecar(ctx context.Context, op *applier.Op) (map[string]string, error) {
+// for it to be healthy and delivers the bottle's configuration to it. With
+// pub it is on the egress network alone, its agent-facing ports published
+// as pub asks (see CreatePublishedSidecar), and the ids record them.
+func (b *Backend) createSidecar(ctx context.Context, op *applier.Op, pub *Publish) (map[string]string, error) {
 	if err := b.EnsureSidecarImage(ctx); err != nil {
 		return nil, err
 	}
@@ -78,6 +81,15 @@ func (b *Backend) createSidecar(ctx context.Context, op *applier.Op) (map[string
 	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 		internal: {Aliases: sidecarAliases},
 	}}
+	if pub != nil {
+		host.NetworkMode = container.NetworkMode(egress)
+		host.PortBindings = pub.bindings()
+		cfg.ExposedPorts = nat.PortSet{}
+		for p := range host.PortBindings {
+			cfg.ExposedPorts[p] = struct{}{}
+		}
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{egress: {}}}
+	}
 	resp, err := b.c.ContainerCreate(ctx, cfg, host, nc, nil, name)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", name, err)
@@ -85,10 +97,15 @@ func (b *Backend) createSidecar(ctx context.Context, op *applier.Op) (map[string
 	for _, w := range resp.Warnings {
 		warn(op, "docker: %s", w)
 	}
-	if err := b.c.NetworkConnect(ctx, egress, resp.ID, &network.EndpointSettings{}); err != nil {
-		return nil, fmt.Errorf("connect %s to %s: %w", name, egress, err)
+	if pub == nil {
+		if err := b.c.NetworkConnect(ctx, egress, resp.ID, &network.EndpointSettings{}); err != nil {
+			return nil, fmt.Errorf("connect %s to %s: %w", name, egress, err)
+		}
 	}
 	if err := b.c.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+		if pub != nil && strings.Contains(err.Error(), "address already in use") {
+			return nil, fmt.Errorf("start %s: a port it publishes on %s is taken (%w): free it, or remove the sidecar's recorded ports by destroying the bottle", name, pub.HostIP, err)
+		}
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	if err := b.waitControl(ctx, resp.ID, name); err != nil {
@@ -97,10 +114,20 @@ func (b *Backend) createSidecar(ctx context.Context, op *applier.Op) (map[string
 	if err := b.deliver(ctx, op, false); err != nil {
 		return nil, err
 	}
+	ids := map[string]string{"container": resp.ID}
+	if pub != nil {
+		// The VM's backend installs the CA in its agent.
+		got, err := b.published(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		got.record(ids)
+		return ids, nil
+	}
 	if err := b.installCA(ctx, op); err != nil {
 		return nil, err
 	}
-	return map[string]string{"container": resp.ID}, nil
+	return ids, nil
 }
 
 // deliver sends the whole configuration of op.Bottle, with the values of
