@@ -85,12 +85,28 @@ func (s *session) observe(cmd string, r *Record) string {
 	if r.Fake.Crashed {
 		r.State, r.Pid, r.Fake.Crashed = "stopped", nil, false
 		_ = s.store.save(r)
+		if s.dockerMode() {
+			_ = s.dockerStop(r.Name)
+		}
 		return r.State
+	}
+	if s.dockerMode() {
+		// The container is the guest: not running means the PID is dead
+		// (§2.3 step 3), so the machine is stopped.
+		_, running, err := s.dockerState(r.Name)
+		if err == nil && !running {
+			r.State, r.Pid = "stopped", nil
+			_ = s.store.save(r)
+			return r.State
+		}
 	}
 	if rule := s.take(cmd, r.Name, func(r Rule) bool { return r.StateOverride != "" }); rule != nil {
 		if rule.StateOverride == "stopped" {
 			r.State, r.Pid = "stopped", nil
 			_ = s.store.save(r)
+			if s.dockerMode() {
+				_ = s.dockerStop(r.Name)
+			}
 		}
 		return rule.StateOverride
 	}
@@ -299,6 +315,11 @@ func (s *session) buildRecord(p *parsed, name, op string) (*Record, error) {
 		}
 		ri := resolveImage(img)
 		r.Image = &ri
+		if s.dockerMode() {
+			if err := s.dockerResolveImage(r, img, cfg); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, e := range p.all("env") {
 		k, v, ok := strings.Cut(e, "=")
@@ -418,6 +439,11 @@ func (s *session) start(p *parsed) error {
 	if first && r.Image != nil {
 		fmt.Fprintf(s.stderr, "Pulling %s...\n", *r.Image)
 	}
+	if s.dockerMode() {
+		if err := s.dockerUp(r); err != nil {
+			return errorf("agent operation failed: start machine: %v", err)
+		}
+	}
 	if first && r.Image != nil && len(r.Entrypoint) == 0 && len(r.Cmd) == 0 {
 		ic := s.faults.Images[*r.Image]
 		r.Entrypoint, r.Cmd = ic.Entrypoint, ic.Cmd
@@ -434,6 +460,9 @@ func (s *session) start(p *parsed) error {
 			}
 			if res.exit != 0 {
 				r.State, r.Pid = "stopped", nil
+				if s.dockerMode() {
+					_ = s.dockerStop(name)
+				}
 				if err := s.store.save(r); err != nil {
 					return err
 				}
@@ -446,6 +475,9 @@ func (s *session) start(p *parsed) error {
 	_ = os.RemoveAll(filepath.Join(s.store.rootfs(name), "tmp"))
 	if s.take("start", name, func(r Rule) bool { return r.CrashAfterStart }) != nil {
 		r.Fake.Crashed = true
+		if s.dockerMode() {
+			_ = s.dockerStop(name)
+		}
 	}
 	if err := s.store.save(r); err != nil {
 		return err
@@ -468,6 +500,11 @@ func (s *session) stop(p *parsed) error {
 		return nil
 	}
 	fmt.Fprintf(s.stdout, "Stopping machine '%s'...\n", name)
+	if s.dockerMode() {
+		if err := s.dockerStop(name); err != nil {
+			return errorf("agent operation failed: stop machine: %v", err)
+		}
+	}
 	r.State, r.Pid = "stopped", nil
 	if err := s.store.save(r); err != nil {
 		return err
@@ -492,6 +529,11 @@ func (s *session) delete(p *parsed) error {
 	}
 	if r.State == "running" {
 		fmt.Fprintf(s.stdout, "Stopping machine '%s'...\n", name)
+	}
+	if s.dockerMode() {
+		if err := s.dockerRemove(name); err != nil {
+			return errorf("agent operation failed: delete machine: %v", err)
+		}
 	}
 	fmt.Fprintf(s.stdout, "Cleaning up data directory for vm: %s\n", name)
 	if err := s.store.remove(name); err != nil {
@@ -659,7 +701,8 @@ func (s *session) execCmd(p *parsed) error {
 		return err
 	}
 	req := execReq{argv: p.trailing, workdir: p.get("workdir"), env: p.all("env"), secretEnv: p.all("secret-env"),
-		secretFile: p.all("secret-file"), interactive: p.has("interactive"), stream: p.has("stream"), detach: p.has("detach")}
+		secretFile: p.all("secret-file"), interactive: p.has("interactive"), stream: p.has("stream"), detach: p.has("detach"),
+		user: p.get("user")}
 	if p.has("timeout") {
 		req.timeout, _ = parseHumanDuration(p.get("timeout"))
 	}
@@ -706,6 +749,9 @@ func (s *session) cp(p *parsed) error {
 	}
 	if _, err := s.mustRun("cp", machine); err != nil {
 		return err
+	}
+	if s.dockerMode() {
+		return s.dockerCp(machine, guest, local, upload, mode, parseID(p.get("uid")), parseID(p.get("gid")))
 	}
 	gp := s.guestPath(machine, guest)
 	if upload {
@@ -928,6 +974,11 @@ func (s *session) runCmd(p *parsed, argv []string) error {
 		if err := s.store.save(r); err != nil {
 			return err
 		}
+		if s.dockerMode() {
+			if err := s.dockerUp(r); err != nil {
+				return errorf("agent operation failed: start machine: %v", err)
+			}
+		}
 		r.State, r.Pid, r.Fake.InitCompleted = "running", intp(s.store.nextPID()), true
 		if err := s.store.save(r); err != nil {
 			return err
@@ -954,8 +1005,18 @@ func (s *session) runCmd(p *parsed, argv []string) error {
 	if p.has("timeout") {
 		req.timeout, _ = parseHumanDuration(p.get("timeout"))
 	}
+	if s.dockerMode() {
+		if err := s.dockerUp(r); err != nil {
+			_ = s.dockerRemove(name)
+			_ = s.store.remove(name)
+			return errorf("agent operation failed: start machine: %v", err)
+		}
+	}
 	s.unlock()
 	res, err := s.runGuest(r, req)
+	if s.dockerMode() {
+		_ = s.dockerRemove(name)
+	}
 	_ = s.store.remove(name)
 	if err != nil {
 		return err

@@ -13,6 +13,25 @@
 // SMOLVM_FAKE_EXEC=host) and the faults.json injections of §8.5. Every call
 // appends one JSON line to invocations.jsonl so tests can assert on argv.
 //
+// SMOLVM_FAKE_EXEC=docker makes each machine's guest a real container on
+// the local Docker engine (client from DOCKER_HOST etc.), so provisioning
+// runs real tools in a real filesystem. create reads a local archive's
+// manifest.json (docker save format) and keeps the image as sha256:<id>
+// (a registry --image is used as the reference; a bare machine takes
+// $SMOLVM_FAKE_DOCKER_IMAGE); nothing is pulled. The container, named
+// ContainerName(root, machine) = smolvmfake-<8 hex of sha256(abs root)>-
+// <machine> and labelled smolvmfake.root/smolvmfake.machine, is created
+// at the first start (network none, init, `sleep infinity`, hostname the
+// machine, the -v volumes bound, /tmp and /run tmpfs), stopped by stop and
+// removed by delete; a record that says running while its container is
+// not is reported stopped. exec is a docker exec with the merged env,
+// workdir (created if missing) and --user, stdin only with -i; faults.json
+// responders still answer first, built-ins are not used. A runtime "not
+// found" is exit 127, --timeout kills the process from the host (exit 124)
+// and -d prints the exec's host PID. cp uploads a one-entry tar carrying
+// --mode/--uid/--gid (missing parents made by a root mkdir -p) and
+// downloads through the engine's archive of the file.
+//
 // Where the contract elides a message ("…"), the fake's wording is its own;
 // tests of the backend should match the stable prefixes the contract quotes.
 // Not emulated: Smolfiles, and `monitor`, `fork`/`fork-release`, `pack`,

@@ -29,6 +29,7 @@ type execReq struct {
 	interactive bool
 	stream      bool
 	detach      bool
+	user        string // exec --user (1.14.0+); "" is the image's USER
 }
 
 type execResult struct {
@@ -109,8 +110,11 @@ func (s *session) runGuest(r *Record, req execReq) (execResult, error) {
 		ctx, cancel = context.WithTimeout(ctx, req.timeout)
 		defer cancel()
 	}
-	if s.env(EnvExec) == "host" {
+	switch s.env(EnvExec) {
+	case "host":
 		return s.hostExec(ctx, r, req, env, workdir)
+	case ExecDocker:
+		return s.dockerExec(ctx, r, req, env, workdir)
 	}
 	if req.detach {
 		fmt.Fprintf(s.stdout, "%d\n", s.store.nextPID())
@@ -139,6 +143,14 @@ var timedOut = execResult{exit: 124}
 // respond is responder mode: the first matching faults.json responder, else
 // the built-ins of §8.4.
 func (s *session) respond(ctx context.Context, r *Record, argv, env []string, workdir string) execResult {
+	if res, ok := s.responder(ctx, r, argv, env, workdir); ok {
+		return res
+	}
+	return s.builtin(ctx, r, argv, env, workdir)
+}
+
+// responder answers from the first matching faults.json responder.
+func (s *session) responder(ctx context.Context, r *Record, argv, env []string, workdir string) (execResult, bool) {
 	for _, rs := range s.faults.Responders {
 		if rs.Machine != "" && rs.Machine != r.Name {
 			continue
@@ -153,10 +165,15 @@ func (s *session) respond(ctx context.Context, r *Record, argv, env []string, wo
 			continue
 		}
 		if rs.DelayMs > 0 && !sleepCtx(ctx, time.Duration(rs.DelayMs)*time.Millisecond) {
-			return timedOut
+			return timedOut, true
 		}
-		return execResult{stdout: rs.Stdout, stderr: rs.Stderr, exit: rs.Exit}
+		return execResult{stdout: rs.Stdout, stderr: rs.Stderr, exit: rs.Exit}, true
 	}
+	return execResult{}, false
+}
+
+// builtin is the built-in guest commands of §8.4.
+func (s *session) builtin(ctx context.Context, r *Record, argv, env []string, workdir string) execResult {
 	notFound := execResult{stderr: fmt.Sprintf("sh: %s: not found\n", argv[0]), exit: 127}
 	switch filepath.Base(argv[0]) {
 	case "true":

@@ -11,13 +11,15 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/docker/docker/client"
 )
 
 // Env names the fake reads.
 const (
 	EnvRoot    = "SMOLVM_FAKE_ROOT" // state root (§8.1)
 	EnvDataDir = "SMOLVM_DATA_DIR"  // fallback: $SMOLVM_DATA_DIR/fake
-	EnvExec    = "SMOLVM_FAKE_EXEC" // "host" selects host passthrough (§8.4)
+	EnvExec    = "SMOLVM_FAKE_EXEC" // "host": host passthrough (§8.4); "docker": a container guest
 )
 
 // Invocation is one line of invocations.jsonl.
@@ -55,6 +57,7 @@ type session struct {
 	faults  *Faults
 	firing  *firing
 	lock    *os.File
+	dc      *client.Client // docker mode's engine client, made on first use
 }
 
 func (s *session) unlock() {
@@ -93,6 +96,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(str
 		stdin: cin, stdout: io.MultiWriter(stdout, &outBuf), stderr: io.MultiWriter(stderr, &errBuf), env: env,
 	}
 	code := s.run(args)
+	s.closeDocker()
 	if root != "" {
 		s.record(args, cin.n, code, outBuf.String(), errBuf.String())
 	}

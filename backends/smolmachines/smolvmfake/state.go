@@ -71,6 +71,11 @@ type Spec struct {
 	// reports the machine stopped.
 	Crashed bool     `json:"crashed,omitempty"`
 	Argv    []string `json:"argv"`
+	// DockerImage is the guest container's image in docker mode (an
+	// archive's "sha256:<id>" or the registry reference), DockerArchive
+	// the archive it came from, loaded if the engine lacks the image.
+	DockerImage   string `json:"docker_image,omitempty"`
+	DockerArchive string `json:"docker_archive,omitempty"`
 }
 
 // Record is machines/<name>/record.json.
