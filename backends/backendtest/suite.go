@@ -134,8 +134,16 @@ func Run(t *testing.T, h Harness) {
 		b := newBottle(t, h)
 		b.up()
 		agent := b.addr(resource.KindAgent)
+		// The state says the agent was made from another image than the
+		// live one was: a backend labels what it made with a digest of
+		// (at least) the attributes that replace it.
 		r := b.st.Lookup(agent)
-		r.Digest = resource.Attrs{"image": resource.String("not-what-was-applied")}.Digest()
+		attrs := resource.Attrs{}
+		for k, v := range r.Attrs {
+			attrs[k] = v
+		}
+		attrs["image"] = resource.String("not-what-was-applied")
+		r.Attrs, r.Digest = attrs, attrs.Digest()
 		obs := b.observe()
 		b.wantStatus(obs, agent, resource.StatusChanged)
 		b.wantClean(obs, resource.KindNetwork, resource.KindSidecar)

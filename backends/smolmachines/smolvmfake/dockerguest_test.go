@@ -4,13 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,137 +15,15 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"github.com/bottleform/bottleform/internal/testimage"
 )
 
 const testImageTag = "smolvmfake-test:busybox"
 
-// testPrintenv stands in for coreutils' printenv, which busybox lacks.
-const testPrintenv = `#!/bin/sh
-[ $# -eq 0 ] && exec env
-rc=0
-for n in "$@"; do
-  if eval "[ -n \"\${$n+x}\" ]"; then eval "printf '%s\n' \"\$$n\""; else rc=1; fi
-done
-exit $rc
-`
-
-type testTarEntry struct {
-	name, link string
-	mode       int64
-	uid, gid   int
-	data       []byte
-}
-
-func testTar(entries []testTarEntry) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.gid, ModTime: time.Unix(0, 0)}
-		switch {
-		case e.link != "":
-			h.Typeflag, h.Linkname = tar.TypeSymlink, e.link
-		case strings.HasSuffix(e.name, "/"):
-			h.Typeflag = tar.TypeDir
-		default:
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.data))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(e.data); err != nil {
-			return nil, err
-		}
-	}
-	err := tw.Close()
-	return buf.Bytes(), err
-}
-
-// installBusybox installs Debian's busybox-static if /bin/busybox is
-// missing, waiting out another installer holding the dpkg lock.
-func installBusybox() error {
-	var out []byte
-	var err error
-	for i := 0; i < 60; i++ {
-		if _, serr := os.Stat("/bin/busybox"); serr == nil {
-			return nil
-		}
-		out, err = exec.Command("apt-get", "install", "-y", "busybox-static").CombinedOutput()
-		if err == nil {
-			return nil
-		}
-		if !strings.Contains(string(out), "lock") {
-			break
-		}
-		time.Sleep(2 * time.Second)
-	}
-	return fmt.Errorf("install busybox-static for the test image: %v\n%s", err, out)
-}
-
-// ensureTestImage imports smolvmfake-test:busybox: busybox with the
-// applets the tests use, root and agent (uid 1000, home /home/agent),
-// USER agent, PATH=/bin. A label holding a digest of the contents skips
-// the import when the image is current.
 func ensureTestImage(ctx context.Context, c *client.Client) error {
-	if err := installBusybox(); err != nil {
-		return err
-	}
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		return err
-	}
-	entries := []testTarEntry{
-		{name: "bin/", mode: 0o755},
-		{name: "bin/busybox", mode: 0o755, data: bb},
-		{name: "bin/printenv", mode: 0o755, data: []byte(testPrintenv)},
-		{name: "etc/", mode: 0o755},
-		{name: "etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\n")},
-		{name: "etc/group", mode: 0o644, data: []byte("root:x:0:\nagent:x:1000:\n")},
-		{name: "home/", mode: 0o755},
-		{name: "home/agent/", mode: 0o755, uid: 1000, gid: 1000},
-		{name: "root/", mode: 0o700},
-		{name: "tmp/", mode: 0o1777},
-	}
-	for _, a := range []string{"sh", "sleep", "id", "cat", "ls", "mkdir", "rm", "stat", "env", "echo", "printf", "tar", "chmod", "chown", "kill", "pwd"} {
-		entries = append(entries, testTarEntry{name: "bin/" + a, link: "busybox"})
-	}
-	h := sha256.New()
-	for _, e := range entries {
-		fmt.Fprintf(h, "%s %o %s %d:%d %d\n", e.name, e.mode, e.link, e.uid, e.gid, len(e.data))
-		h.Write(e.data)
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	const label = "smolvmfake.test-fixture"
-	if img, err := c.ImageInspect(ctx, testImageTag); err == nil && img.Config != nil && img.Config.Labels[label] == sum {
-		return nil
-	} else if err != nil && !cerrdefs.IsNotFound(err) {
-		return err
-	}
-	rootfs, err := testTar(entries)
-	if err != nil {
-		return err
-	}
-	rc, err := c.ImageImport(ctx, image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"}, testImageTag,
-		image.ImportOptions{Changes: []string{`ENV PATH=/bin`, `USER agent`, `CMD ["sleep", "infinity"]`, "LABEL " + label + "=" + sum}})
-	if err != nil {
-		return fmt.Errorf("import %s: %w", testImageTag, err)
-	}
-	defer rc.Close()
-	dec := json.NewDecoder(rc)
-	for {
-		var m struct {
-			Error string `json:"error"`
-		}
-		if err := dec.Decode(&m); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("import %s: %w", testImageTag, err)
-		}
-		if m.Error != "" {
-			return fmt.Errorf("import %s: %s", testImageTag, m.Error)
-		}
-	}
+	return testimage.Busybox(ctx, c, testImageTag, "agent")
 }
 
 // dockerFake is a docker-mode fake with the test image saved as an
@@ -347,8 +220,14 @@ func TestDockerGuestCrashAndBadArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	empty := filepath.Join(dir, "empty.tar")
-	b, _ := testTar([]testTarEntry{{name: "x", mode: 0o644, data: []byte("x")}})
-	if err := os.WriteFile(empty, b, 0o644); err != nil {
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	if err := tw.WriteHeader(&tar.Header{Name: "x", Mode: 0o644, Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = tw.Write([]byte("x"))
+	_ = tw.Close()
+	if err := os.WriteFile(empty, tb.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, img := range []string{bad, empty, filepath.Join(dir, "missing.tar.gz")} {

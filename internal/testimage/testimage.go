@@ -1,0 +1,158 @@
+// Package testimage builds the small agent images tests run, from the
+// host's busybox, with no registry: Docker's image import of a rootfs
+// tar.
+package testimage
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+)
+
+// printenv stands in for coreutils' printenv, which Debian's busybox
+// lacks.
+const printenv = `#!/bin/sh
+[ $# -eq 0 ] && exec env
+rc=0
+for n in "$@"; do
+  if eval "[ -n \"\${$n+x}\" ]"; then eval "printf '%s\n' \"\$$n\""; else rc=1; fi
+done
+exit $rc
+`
+
+// Applets are the busybox applets the image links in /bin.
+var Applets = []string{
+	"sh", "sleep", "id", "cat", "ls", "wget", "nc", "mkdir", "rm", "stat", "httpd", "nslookup",
+	"env", "echo", "printf", "timeout", "ip", "tar", "chmod", "chown", "kill", "pwd", "grep", "true", "false",
+}
+
+type entry struct {
+	name, link string
+	mode       int64
+	uid, gid   int
+	data       []byte
+}
+
+func tarOf(entries []entry) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.gid, ModTime: time.Unix(0, 0)}
+		switch {
+		case e.link != "":
+			h.Typeflag, h.Linkname = tar.TypeSymlink, e.link
+		case strings.HasSuffix(e.name, "/"):
+			h.Typeflag = tar.TypeDir
+		default:
+			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(e.data); err != nil {
+			return nil, err
+		}
+	}
+	err := tw.Close()
+	return buf.Bytes(), err
+}
+
+// installBusybox installs Debian's busybox-static if /bin/busybox is
+// missing, waiting out another installer holding the dpkg lock.
+func installBusybox() error {
+	var out []byte
+	var err error
+	for i := 0; i < 60; i++ {
+		if _, serr := os.Stat("/bin/busybox"); serr == nil {
+			return nil
+		}
+		out, err = exec.Command("apt-get", "install", "-y", "busybox-static").CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		if !strings.Contains(string(out), "lock") {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return fmt.Errorf("install busybox-static for the test image: %v\n%s", err, out)
+}
+
+// Busybox makes tag a busybox image, unless it is one already with the
+// same contents: the Applets, a printenv script, users root and agent
+// (uid 1000, home /home/agent), ENV PATH=/bin, USER user (agent or root),
+// CMD sleep infinity.
+func Busybox(ctx context.Context, c *client.Client, tag, user string) error {
+	if err := installBusybox(); err != nil {
+		return err
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		return err
+	}
+	entries := []entry{
+		{name: "bin/", mode: 0o755},
+		{name: "bin/busybox", mode: 0o755, data: bb},
+		{name: "bin/printenv", mode: 0o755, data: []byte(printenv)},
+		{name: "etc/", mode: 0o755},
+		{name: "etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\n")},
+		{name: "etc/group", mode: 0o644, data: []byte("root:x:0:\nagent:x:1000:\n")},
+		{name: "home/", mode: 0o755},
+		{name: "home/agent/", mode: 0o755, uid: 1000, gid: 1000},
+		{name: "root/", mode: 0o700},
+		{name: "tmp/", mode: 0o1777},
+	}
+	for _, a := range Applets {
+		entries = append(entries, entry{name: "bin/" + a, link: "busybox"})
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "USER %s\n", user)
+	for _, e := range entries {
+		fmt.Fprintf(h, "%s %o %s %d:%d %d\n", e.name, e.mode, e.link, e.uid, e.gid, len(e.data))
+		h.Write(e.data)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	const label = "dev.bottleform.testimage"
+	if img, err := c.ImageInspect(ctx, tag); err == nil && img.Config != nil && img.Config.Labels[label] == sum {
+		return nil
+	} else if err != nil && !cerrdefs.IsNotFound(err) {
+		return err
+	}
+	rootfs, err := tarOf(entries)
+	if err != nil {
+		return err
+	}
+	rc, err := c.ImageImport(ctx, image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"}, tag,
+		image.ImportOptions{Changes: []string{`ENV PATH=/bin`, "USER " + user, `CMD ["sleep", "infinity"]`, "LABEL " + label + "=" + sum}})
+	if err != nil {
+		return fmt.Errorf("import %s: %w", tag, err)
+	}
+	defer rc.Close()
+	dec := json.NewDecoder(rc)
+	for {
+		var m struct {
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&m); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("import %s: %w", tag, err)
+		}
+		if m.Error != "" {
+			return fmt.Errorf("import %s: %s", tag, m.Error)
+		}
+	}
+}
