@@ -23,6 +23,10 @@ const (
 	bottleformDir = ".bottleform"
 	promptPath    = ".bottleform/prompt.md"
 	authEnvPath   = ".bottleform/env"
+	// SecretEnvPath holds `export K='V'` lines of the secret env granted to
+	// an agent whose runtime cannot carry it (a smolvm VM); the env file
+	// reads it.
+	SecretEnvPath = ".bottleform/secret-env"
 	gitConfigPath = ".bottleform/gitconfig"
 	// binDir holds run-agent; the env file puts it on PATH.
 	binDir       = ".bottleform/bin"
@@ -251,6 +255,9 @@ func (a *Agent) WriteAuth(ctx context.Context, op *applier.Op) error {
 	for _, k := range keys {
 		fmt.Fprintf(&buf, "export %s=%s\n", k, agent.ShellQuote(env[k]))
 	}
+	// The smolmachines backend keeps the agent's granted secret env here
+	// (a VM's record would put it on smolvm's argv).
+	buf.WriteString("if [ -r \"$HOME/" + SecretEnvPath + "\" ]; then . \"$HOME/" + SecretEnvPath + "\"; fi\n")
 	fmt.Fprintf(&buf, "case \":$PATH:\" in *\":$HOME/%s:\"*) ;; *) PATH=\"$HOME/%s:$PATH\" ;; esac\nexport PATH\n", binDir, binDir)
 	err = a.writeFiles(ctx, "", []tarEntry{
 		{Name: authEnvPath, Mode: 0o644, Data: buf.Bytes()},

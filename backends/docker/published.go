@@ -210,3 +210,9 @@ func (b *Backend) PublishedHostIPs(ctx context.Context) (map[netip.Addr]bool, er
 	}
 	return out, nil
 }
+
+// SidecarPublished reads, from Docker, the host address and ports the
+// published sidecar of bottle is reachable on.
+func (b *Backend) SidecarPublished(ctx context.Context, lineage, bottle string) (Publish, error) {
+	return b.published(ctx, resource.ObjectName(lineage, bottle, compSidecar))
+}
