@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/bottleform/bottleform/backends/docker"
+	"github.com/bottleform/bottleform/resource"
 )
 
 // vm is one agent machine: docker.Guest over the smolvm CLI, so the
@@ -180,4 +182,50 @@ if [ -s "$f.new" ]; then mv "$f.new" "$f"; else rm -f "$f.new" "$f"; fi`
 		return fmt.Errorf("write the agent's secret env in %s (exit %d): %s", g.name, code, strings.TrimSpace(string(stderr)))
 	}
 	return nil
+}
+
+// attachScript reads the agent's secret env, as the Docker agent has it in
+// its environment, then runs the command.
+const attachScript = `if [ -r "$HOME/` + docker.SecretEnvPath + `" ]; then . "$HOME/` + docker.SecretEnvPath + `"; fi; exec "$@"`
+
+// Attach runs argv in the agent VM of bottle as the agent user, wired to
+// in, out and errw (`exec -i`, and `-t` with tty), with the secret env the
+// apply granted it, and returns its exit code. This is `bottleform attach`.
+func (b *Backend) Attach(ctx context.Context, lineage, bottle string, argv []string, tty bool, in io.Reader, out, errw io.Writer) (int, error) {
+	if err := b.preflight(ctx); err != nil {
+		return -1, err
+	}
+	name := resource.ObjectName(lineage, bottle, "agent")
+	m, err := b.ours(ctx, lineage, name)
+	switch {
+	case err != nil:
+		return -1, fmt.Errorf("attach bottle.%s: %w", bottle, err)
+	case m == nil:
+		return -1, fmt.Errorf("attach bottle.%s: it has no agent machine (%s): run `bottleform apply`", bottle, name)
+	case m.State != StateRunning:
+		return -1, fmt.Errorf("attach bottle.%s: its agent machine %s is %s: run `bottleform apply` to start it", bottle, name, m.State)
+	}
+	args := []string{"machine", "exec", "--name", name, "--stream"}
+	if in != nil {
+		args = append(args, "-i")
+	}
+	if tty {
+		args = append(args, "-t")
+	}
+	args = append(append(args, "--", "/bin/sh", "-c", attachScript, "sh"), argv...)
+	path := b.cli.Path
+	if path == "" {
+		path = "smolvm"
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = b.cli.Env, in, out, errw
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode(), nil
+	case err != nil:
+		return -1, fmt.Errorf("attach bottle.%s: %w", bottle, err)
+	}
+	return 0, nil
 }
