@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -27,6 +28,21 @@ var replaceOn = map[resource.Kind][]string{
 	resource.KindSidecar:   {"backend", "image"},
 	resource.KindAgent:     nil,
 	resource.KindDeployKey: {"api_url", "repository"},
+}
+
+// smolvmInPlace are the agent attributes smolvm's `machine update` changes
+// on a stopped VM (-e/--remove-env, --cpus, --mem): on smolmachines they
+// update the agent in place, stopping and starting it, where Docker would
+// make a new container. The image and the provider make a new VM.
+var smolvmInPlace = []string{"env", "cpus", "memory"}
+
+// smolvmReason is how the plan says it.
+const smolvmReason = " (smolvm: stop, update, start)"
+
+// onSmolmachines reports whether an agent's attributes, before and after,
+// both put it on the smolmachines backend.
+func onSmolmachines(before, after resource.Attrs) bool {
+	return before["backend"].Str == resource.BackendSmolmachines && after["backend"].Str == resource.BackendSmolmachines
 }
 
 func forcesReplace(k resource.Kind, attr string) bool {
@@ -98,13 +114,20 @@ func Diff(cfg *config.File, prior *state.State, observed resource.Observed, opts
 			c.Before = r.Attrs
 			c.Action = NoOp
 			for _, attr := range r.Attrs.Changed(after) {
-				if forcesReplace(addr.Kind, attr) {
+				reason := attr + " changed"
+				switch {
+				case addr.Kind == resource.KindAgent && onSmolmachines(r.Attrs, after) && slices.Contains(smolvmInPlace, attr):
+					reason += smolvmReason
+					if c.Action == NoOp {
+						c.Action = Update
+					}
+				case forcesReplace(addr.Kind, attr):
 					c.Action = Replace
 					c.ReplacePaths = append(c.ReplacePaths, attr)
-				} else if c.Action == NoOp {
+				case c.Action == NoOp:
 					c.Action = Update
 				}
-				c.Reasons = append(c.Reasons, attr+" changed")
+				c.Reasons = append(c.Reasons, reason)
 			}
 		} else {
 			c.Action = Create
@@ -225,6 +248,19 @@ func propagate(byAddr map[resource.Address]*Change) {
 				dep.Action = Update
 				dep.Reasons = append(dep.Reasons, "delivered again to the new sidecar")
 			}
+		}
+	}
+	// A smolmachines agent reaches its sidecar at published ports and
+	// trusts its CA: a sidecar started again has a new CA, and other ports
+	// if its own were taken; the VM is stopped and updated only then.
+	for addr, c := range byAddr {
+		if addr.Kind != resource.KindSidecar || !(recreated(c) || (c.Action == Update && c.Drift)) {
+			continue
+		}
+		ag := byAddr[resource.Address{Bottle: addr.Bottle, Kind: resource.KindAgent}]
+		if ag != nil && ag.Action == NoOp && ag.After["backend"].Str == resource.BackendSmolmachines {
+			ag.Action = Update
+			ag.Reasons = append(ag.Reasons, "its sidecar is started again: the VM gets its new CA, and its new ports if they changed"+smolvmReason)
 		}
 	}
 	// A minted key's private half lives only in its sidecar's memory: a

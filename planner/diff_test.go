@@ -534,3 +534,64 @@ func TestDeployKeyLivesAndDiesWithItsSidecar(t *testing.T) {
 		t.Errorf("destroy plan's secret gitea = %+v, want env GITEA_TOKEN from the state", d)
 	}
 }
+
+// TestSmolmachinesUpdatesInPlace: smolvm's `machine update` changes a
+// stopped VM's env and resources, so on smolmachines those update the
+// agent (saying how), while the image still replaces it.
+func TestSmolmachinesUpdatesInPlace(t *testing.T) {
+	smol := strings.Replace(base, `image = "agent:1"`, "image = \"agent:1\"\n  backend = \"smolmachines\"", 1)
+	p0 := mustDiff(t, load(t, smol), nil)
+	live := applied(p0, nil)
+	for _, tc := range []struct {
+		name, src string
+		opts      Options
+		want      string
+	}{
+		{
+			name: "env changed",
+			src:  strings.Replace(smol, `TZ = "UTC"`, `TZ = "CET"`, 1),
+			want: "update bottle.rev.agent (env changed (smolvm: stop, update, start))\n",
+		},
+		{
+			name: "resources changed",
+			src:  strings.Replace(smol, `prompt =`, "resources {\n    cpus = 2\n    memory = \"2GiB\"\n  }\n  prompt =", 1),
+			want: "update bottle.rev.agent (cpus changed (smolvm: stop, update, start); memory changed (smolvm: stop, update, start))\n",
+		},
+		{
+			name: "image changed",
+			src:  strings.Replace(smol, `"agent:1"`, `"agent:2"`, 1),
+			want: "update bottle.rev.auth (provisioned again into the new agent)\n" +
+				"replace bottle.rev.agent (image changed)\n" +
+				"update bottle.rev.prompt (provisioned again into the new agent)\n",
+		},
+		{
+			name: "sidecar replaced",
+			src:  smol,
+			opts: Options{Replace: []resource.Address{mustAddr(t, "bottle.rev.sidecar")}},
+			want: "replace bottle.rev.sidecar (replacement requested with --replace)\n" +
+				"update bottle.rev.egress[\"api.anthropic.com\"] (delivered again to the new sidecar)\n" +
+				"update bottle.rev.egress[\"api.github.com\"] (delivered again to the new sidecar)\n" +
+				"update bottle.rev.git[\"app\"] (delivered again to the new sidecar)\n" +
+				"update bottle.rev.agent (its sidecar is started again: the VM gets its new CA, and its new ports if they changed (smolvm: stop, update, start))\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Diff(load(t, tc.src), live, nil, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.String(); got != tc.want {
+				t.Errorf("plan:\n%s\nwant:\n%s", got, tc.want)
+			}
+		})
+	}
+	// On Docker the same env change replaces the container.
+	dlive := applied(mustDiff(t, load(t, base), nil), nil)
+	p, err := Diff(load(t, strings.Replace(base, `TZ = "UTC"`, `TZ = "CET"`, 1)), dlive, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.String(), "replace bottle.rev.agent (env changed)") {
+		t.Errorf("docker env change:\n%s", p)
+	}
+}
