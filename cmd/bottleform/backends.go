@@ -10,6 +10,7 @@ import (
 
 	"github.com/bottleform/bottleform/applier"
 	"github.com/bottleform/bottleform/backends/docker"
+	"github.com/bottleform/bottleform/backends/smolmachines"
 	"github.com/bottleform/bottleform/planner"
 	"github.com/bottleform/bottleform/resource"
 	"github.com/bottleform/bottleform/state"
@@ -20,6 +21,7 @@ import (
 type backendSet struct {
 	g      *globals
 	docker *docker.Backend
+	smol   *smolmachines.Backend
 	client *dockerclient.Client
 }
 
@@ -35,6 +37,8 @@ func (s *backendSet) get(name string) (applier.Backend, error) {
 	switch name {
 	case resource.BackendDocker:
 		return s.dockerBackend()
+	case resource.BackendSmolmachines:
+		return s.smolBackend()
 	}
 	return nil, fmt.Errorf("the %s backend is not available in this build of bottleform", name)
 }
@@ -67,7 +71,26 @@ func (s *backendSet) dockerBackend() (*docker.Backend, error) {
 	return b, nil
 }
 
-// names returns the backends the state's bottles use, sorted.
+// smolBackend is the smolmachines backend: its agents are smolvm VMs (smolvm
+// on PATH, with bottleform's environment), its sidecars the Docker
+// backend's, its images read from the same Docker engine.
+func (s *backendSet) smolBackend() (*smolmachines.Backend, error) {
+	if s.smol != nil {
+		return s.smol, nil
+	}
+	d, err := s.dockerBackend()
+	if err != nil {
+		return nil, err
+	}
+	b, err := smolmachines.New(smolmachines.Options{Docker: d, Images: s.client, ConfigDir: s.g.dir()})
+	if err != nil {
+		return nil, err
+	}
+	s.smol = b
+	return b, nil
+}
+
+// usedBackends returns the backends the state's bottles use, sorted.
 func usedBackends(p *planner.Plan, st *state.State) []string {
 	seen := map[string]bool{}
 	if st != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"text/tabwriter"
@@ -10,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/bottleform/bottleform/backends/docker"
+	"github.com/bottleform/bottleform/resource"
 	"github.com/bottleform/bottleform/state"
 )
 
@@ -42,6 +45,12 @@ func newStatus(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			smol, err := smolStatus(ctx, d, s, observed)
+			if err != nil {
+				return err
+			}
+			objs = append(objs, smol...)
+			sort.SliceStable(objs, func(i, j int) bool { return objs[i].Addr.Less(objs[j].Addr) })
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ADDRESS\tOBJECT\tSTATE\tHEALTH\tDRIFT")
 			for _, o := range objs {
@@ -100,9 +109,22 @@ terminal when stdin is one. Its exit status is the command's.`,
 			argv = append(argv, args[1:]...)
 			bs := newBackendSet(g)
 			defer bs.Close()
-			d, err := bs.dockerBackend()
-			if err != nil {
-				return err
+			var attach func(ctx context.Context, lineage, bottle string, argv []string, tty bool, in io.Reader, out, errw io.Writer) (int, error)
+			switch backend := s.Bottles[name].Backend; backend {
+			case resource.BackendDocker:
+				d, err := bs.dockerBackend()
+				if err != nil {
+					return err
+				}
+				attach = d.Attach
+			case resource.BackendSmolmachines:
+				b, err := bs.smolBackend()
+				if err != nil {
+					return err
+				}
+				attach = b.Attach
+			default:
+				return fmt.Errorf("bottle %q: attach does not support the %s backend", name, backend)
 			}
 			tty := false
 			var restore func()
@@ -112,7 +134,7 @@ terminal when stdin is one. Its exit status is the command's.`,
 					restore = func() { term.Restore(int(in.Fd()), old) }
 				}
 			}
-			code, err := d.Attach(context.WithoutCancel(cmd.Context()), s.Lineage, name, argv, tty, g.stdin, g.stdout, g.stderr)
+			code, err := attach(context.WithoutCancel(cmd.Context()), s.Lineage, name, argv, tty, g.stdin, g.stdout, g.stderr)
 			if restore != nil {
 				restore()
 			}
@@ -125,4 +147,54 @@ terminal when stdin is one. Its exit status is the command's.`,
 			return nil
 		},
 	}
+}
+
+// smolStatus is the status of the state's smolmachines bottles, which the
+// Docker backend's Status leaves out: their egress network and sidecar as
+// Docker lists them, and their agent machine as the backend observed it
+// (Observe calls a machine present only when it runs).
+func smolStatus(ctx context.Context, d *docker.Backend, s *state.State, observed resource.Observed) ([]docker.ObjectStatus, error) {
+	var out []docker.ObjectStatus
+	var live map[string]docker.Object
+	for _, r := range s.Resources() {
+		if bt := s.Bottles[r.Addr.Bottle]; bt == nil || bt.Backend != resource.BackendSmolmachines {
+			continue
+		}
+		var typ, comp string
+		switch r.Addr.Kind {
+		case resource.KindNetwork:
+			typ, comp = "network", "egress"
+		case resource.KindSidecar:
+			typ, comp = "container", "sidecar"
+		case resource.KindAgent:
+			name := resource.ObjectName(s.Lineage, r.Addr.Bottle, "agent")
+			st := "unknown"
+			if ob, ok := observed[r.Addr]; ok {
+				st = ob.Status.String()
+				if ob.Status == resource.StatusPresent {
+					st = "running"
+				}
+			}
+			out = append(out, docker.ObjectStatus{Addr: r.Addr, Type: "machine", Name: name, State: st})
+			continue
+		default:
+			continue
+		}
+		if live == nil {
+			objs, err := d.Objects(ctx, s.Lineage)
+			if err != nil {
+				return nil, err
+			}
+			live = map[string]docker.Object{}
+			for _, o := range objs {
+				live[o.Type+" "+o.Name] = o
+			}
+		}
+		st := docker.ObjectStatus{Addr: r.Addr, Type: typ, Name: resource.ObjectName(s.Lineage, r.Addr.Bottle, comp), State: "missing"}
+		if o, ok := live[typ+" "+st.Name]; ok {
+			st.State = o.State
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }
