@@ -68,12 +68,26 @@ func idText(ids map[string]string) string {
 	var parts []string
 	for _, k := range keys {
 		id := ids[k]
-		if len(id) > 12 {
+		if isEngineID(id) {
 			id = id[:12]
 		}
 		parts = append(parts, k+"="+id)
 	}
 	return " [" + clean(strings.Join(parts, " ")) + "]"
+}
+
+// isEngineID reports a Docker object id (64 hex digits), which is shown
+// as Docker shows it, cut to 12; names and ports are shown whole.
+func isEngineID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // ApplyJSON streams one JSON object per line and event:

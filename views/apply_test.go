@@ -17,12 +17,14 @@ func TestApplyHuman(t *testing.T) {
 	agent := resource.Address{Bottle: "b", Kind: resource.KindAgent}
 	mcp := resource.Address{Bottle: "b", Kind: resource.KindMCP, Key: "docs"}
 	v.Begin(agent, planner.Create)
-	v.End(agent, planner.Create, map[string]string{"container": "0123456789abcdef"}, 1234*time.Millisecond, nil)
+	v.End(agent, planner.Create, map[string]string{"container": strings.Repeat("0123456789abcdef", 4)}, 1234*time.Millisecond, nil)
+	v.End(agent, planner.Create, map[string]string{"machine": "bf-2cd39b08-smol-agent"}, 1234*time.Millisecond, nil)
 	v.Begin(mcp, planner.Delete)
 	v.Warn(mcp, "the claude CLI is not in the image\x1b[31m")
 	v.End(mcp, planner.Delete, nil, 5*time.Millisecond, errors.New("boom"))
 	want := "bottle.b.agent: Creating...\n" +
 		"bottle.b.agent: Creation complete after 1.2s [container=0123456789ab]\n" +
+		"bottle.b.agent: Creation complete after 1.2s [machine=bf-2cd39b08-smol-agent]\n" +
 		"bottle.b.mcp[\"docs\"]: Destroying...\n" +
 		"bottle.b.mcp[\"docs\"]: warning: the claude CLI is not in the image\\x1b[31m\n" +
 		"bottle.b.mcp[\"docs\"]: failed after 5ms\n"
