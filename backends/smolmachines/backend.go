@@ -186,7 +186,7 @@ func (b *Backend) Create(ctx context.Context, op *applier.Op) (map[string]string
 	case resource.KindAgent:
 		return b.createVM(ctx, op)
 	}
-	return nil, b.inPlace(ctx, op)
+	return b.inPlace(ctx, op)
 }
 
 // Update changes the object in place: a stopped sidecar or VM is started
@@ -206,31 +206,38 @@ func (b *Backend) Update(ctx context.Context, op *applier.Op) (map[string]string
 	case resource.KindAgent:
 		return b.updateVM(ctx, op)
 	}
-	return nil, b.inPlace(ctx, op)
+	return b.inPlace(ctx, op)
 }
 
 // inPlace delivers routes and git entries to the sidecar and writes what
-// lives in the agent.
-func (b *Backend) inPlace(ctx context.Context, op *applier.Op) error {
+// lives in the agent. The supervise registration's ids record the URL the
+// VM reaches it at, which the plan could only call "known after apply".
+func (b *Backend) inPlace(ctx context.Context, op *applier.Op) (map[string]string, error) {
 	switch op.Addr.Kind {
 	case resource.KindEgress, resource.KindGit:
-		return b.d.Deliver(ctx, op, false)
+		return nil, b.d.Deliver(ctx, op, false)
 	case resource.KindDeployKey:
-		return errors.New("deploy keys are minted by the applier's Keys, not by a backend (applier bug)")
+		return nil, errors.New("deploy keys are minted by the applier's Keys, not by a backend (applier bug)")
 	case resource.KindAuth, resource.KindPrompt, resource.KindSkill, resource.KindMCP:
-		a, err := b.agent(ctx, op)
+		a, ep, err := b.agent(ctx, op)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if op.Addr.Kind == resource.KindAuth {
 			// As on Docker: a new agent gets its auth when it is made.
 			if up, err := (vm{b, machineName(op)}).Running(ctx); err != nil || !up {
-				return err
+				return nil, err
 			}
 		}
-		return a.Provision(ctx, op, b.configDir)
+		if err := a.Provision(ctx, op, b.configDir); err != nil {
+			return nil, err
+		}
+		if op.Addr.Kind == resource.KindMCP && op.Addr.Key == "supervise" {
+			return map[string]string{"url": ep.Supervise}, nil
+		}
+		return nil, nil
 	}
-	return fmt.Errorf("unknown kind %s", op.Addr.Kind)
+	return nil, fmt.Errorf("unknown kind %s", op.Addr.Kind)
 }
 
 // Delete removes the object; one already gone is not an error.
@@ -258,16 +265,16 @@ func (b *Backend) Delete(ctx context.Context, op *applier.Op) error {
 
 // agent is a provisioning handle on op's VM, with the sidecar's published
 // endpoints.
-func (b *Backend) agent(ctx context.Context, op *applier.Op) (*docker.Agent, error) {
+func (b *Backend) agent(ctx context.Context, op *applier.Op) (*docker.Agent, docker.Endpoints, error) {
 	if err := b.preflight(ctx); err != nil {
-		return nil, err
+		return nil, docker.Endpoints{}, err
 	}
 	pub, err := b.d.SidecarPublished(ctx, op.Lineage, op.Addr.Bottle)
 	if err != nil {
-		return nil, fmt.Errorf("find the sidecar's published ports: %w", err)
+		return nil, docker.Endpoints{}, fmt.Errorf("find the sidecar's published ports: %w", err)
 	}
-	name := machineName(op)
-	return docker.NewAgent(name, vm{b, name}, Endpoints(pub)), nil
+	name, ep := machineName(op), Endpoints(pub)
+	return docker.NewAgent(name, vm{b, name}, ep), ep, nil
 }
 
 // sidecar creates (create) or starts and if need be recreates the

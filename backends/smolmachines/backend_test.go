@@ -188,6 +188,10 @@ func TestArgvAndEnv(t *testing.T) {
 	if got := f.inAgent(`printenv HTTPS_PROXY`); got != proxy {
 		t.Errorf("HTTPS_PROXY in the VM = %q, want %q (the sidecar's published port through smolvm's gateway)", got, proxy)
 	}
+	sup := f.st.Lookup(resource.Address{Bottle: "vm", Kind: resource.KindMCP, Key: "supervise"})
+	if want := "http://100.96.0.1:" + strconv.Itoa(pub.Ports[docker.PortSupervise]) + "/mcp"; sup == nil || sup.IDs["url"] != want {
+		t.Errorf("the supervise registration's ids = %v, want url %s (known after apply)", sup, want)
+	}
 	if got := f.inAgent(`printenv CANARY`); got != f.canaries[1] {
 		t.Errorf("the secret env granted to the agent did not reach it: CANARY = %q", got)
 	}
