@@ -62,10 +62,16 @@ func Refs(p *planner.Plan) []resource.Ref {
 // created. Errors name the secret and where it was looked for, never a
 // value.
 func Resolve(p *planner.Plan, src Source) (Secrets, error) {
+	return ResolveRefs(Refs(p), p.Secrets, src)
+}
+
+// ResolveRefs reads the values of refs, whose declared secrets decls
+// describes; every failure is reported, and then nothing is returned.
+func ResolveRefs(refs []resource.Ref, decls map[string]resource.SecretSource, src Source) (Secrets, error) {
 	out := Secrets{}
 	var errs []error
-	for _, ref := range Refs(p) {
-		v, err := resolve(ref, p.Secrets, src)
+	for _, ref := range refs {
+		v, err := resolve(ref, decls, src)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -216,3 +216,34 @@ func (b *Backend) PublishedHostIPs(ctx context.Context) (map[netip.Addr]bool, er
 func (b *Backend) SidecarPublished(ctx context.Context, lineage, bottle string) (Publish, error) {
 	return b.published(ctx, resource.ObjectName(lineage, bottle, compSidecar))
 }
+
+// Outside are addresses an agent of bottle must not reach directly, each
+// with what it is: the sidecar's own address on the egress network (it
+// listens there, so any path answers) and that network's gateway, the
+// host. Both are this machine's: probing them sends nothing out.
+func (b *Backend) Outside(ctx context.Context, lineage, bottle string) ([][2]string, error) {
+	name := resource.ObjectName(lineage, bottle, compEgress)
+	n, found, err := b.inspectNetwork(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("bottle.%s has no egress network (%s): run `bottleform apply`", bottle, name)
+	}
+	var out [][2]string
+	sidecar := resource.ObjectName(lineage, bottle, compSidecar)
+	for _, ep := range n.Containers {
+		if ep.Name != sidecar {
+			continue
+		}
+		if p, err := netip.ParsePrefix(ep.IPv4Address); err == nil {
+			out = append(out, [2]string{netip.AddrPortFrom(p.Addr(), PortEgress).String(), "the sidecar on the egress network"})
+		}
+	}
+	for _, c := range n.IPAM.Config {
+		if ip, err := netip.ParseAddr(c.Gateway); err == nil && ip.Is4() {
+			out = append(out, [2]string{netip.AddrPortFrom(ip, 1).String(), "the egress network's gateway, the host"})
+		}
+	}
+	return out, nil
+}

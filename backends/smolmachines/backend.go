@@ -710,3 +710,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// AgentFor is a handle on the agent VM of bottle, with the sidecar's
+// endpoints as the VM reaches them (for `bottleform verify`).
+func (b *Backend) AgentFor(ctx context.Context, lineage, bottle string) (*docker.Agent, docker.Endpoints, error) {
+	return b.agent(ctx, &applier.Op{Lineage: lineage, Addr: resource.Address{Bottle: bottle, Kind: resource.KindAgent}})
+}

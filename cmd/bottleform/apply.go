@@ -34,6 +34,7 @@ type applyOptions struct {
 	replace     []string
 	parallelism int
 	lockTimeout time.Duration
+	verify      bool
 }
 
 func newApply(g *globals) *cobra.Command {
@@ -47,17 +48,25 @@ Given a PLANFILE saved by "plan --out", it carries out exactly that plan, and
 refuses it if the state or the definitions moved since it was made.
 
 The state is saved after every step. Ctrl-C finishes the step in flight, saves
-the state and stops; apply again to finish.`,
+the state and stops; apply again to finish. With --verify it then runs
+"bottleform verify" on every bottle.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				o.planFile = args[0]
 			}
-			return runApply(g, o)
+			if err := runApply(g, o); err != nil || !o.verify {
+				return err
+			}
+			if !o.json {
+				fmt.Fprintln(g.stdout)
+			}
+			return runVerify(cmd.Context(), g, verifyOptions{json: o.json, dnsName: "example.com", ungranted: "bottleform-verify.invalid"}, "", nil)
 		},
 	}
 	applyFlags(cmd, &o)
 	cmd.Flags().StringArrayVar(&o.replace, "replace", nil, "replace `ADDR` even if it has not changed (repeatable)")
+	cmd.Flags().BoolVar(&o.verify, "verify", false, "after applying, run `bottleform verify` on every bottle; exit 1 if a check fails")
 	return cmd
 }
 

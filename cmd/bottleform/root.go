@@ -106,7 +106,7 @@ plan shows what a change opens up, apply makes it so, destroy tears it down.`,
 		newValidate(g), newFmt(g), newPlan(g), newShow(g), newApply(g), newDestroy(g),
 		newState(g), newForceUnlock(g), newVersion(g), newSidecar(g),
 		newStatus(g), newAttach(g), newLogs(g),
-		newImport(g), newProposals(g),
+		newImport(g), newProposals(g), newVerify(g), newProbe(g),
 	)
 	return root
 }
