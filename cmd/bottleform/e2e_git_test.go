@@ -218,9 +218,31 @@ func TestE2EGit(t *testing.T) {
 
 	t.Run("clone-and-push", func(t *testing.T) { gitCloneAndPush(t, f) })
 	t.Run("refusals", func(t *testing.T) { gitRefusals(t, f) })
+	t.Run("verify", func(t *testing.T) { gitVerify(t, f, token) })
 	t.Run("no-key-in-agent", func(t *testing.T) { gitNoKeyInAgent(t, f, token) })
 	t.Run("entry-in-place", func(t *testing.T) { gitEntryInPlace(t, f, hostPub) })
 	t.Run("destroy-revokes", func(t *testing.T) { gitDestroyRevokes(t, f) })
+}
+
+// gitVerify: verify checks each gate from inside the agent, with a push
+// the gate refuses, and finds no key or token there.
+func gitVerify(t *testing.T, f *gitFixture, token string) {
+	code, st, ev := verifyRun(t, f.dir, f.env, token, string(f.libKey))
+	for _, id := range []string{"git_gate:app", "git_gate:lib", "git_push_refused:app", "git_push_refused:lib", "no_secrets_in_agent"} {
+		if st[id] != "pass" {
+			t.Errorf("%s is %q: %s", id, st[id], ev[id])
+		}
+	}
+	if code != 0 {
+		t.Errorf("verify exited %d: %v", code, ev)
+	}
+	for _, repo := range []string{"app", "lib"} {
+		refs, err := dockerRun("exec", f.upstream, "git", "--git-dir=/srv/repos/acme/"+repo+".git", "-c", "safe.directory=*", "for-each-ref", "refs/bottleform-verify/")
+		if err != nil || refs != "" {
+			t.Errorf("verify's refused push reached %s upstream: %s %v", repo, refs, err)
+		}
+	}
+	t.Logf("%s; %s", ev["git_push_refused:app"], ev["no_secrets_in_agent"])
 }
 
 // gitCloneAndPush: both repositories clone by their upstream URLs, and a
