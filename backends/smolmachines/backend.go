@@ -168,6 +168,12 @@ func Endpoints(p docker.Publish) docker.Endpoints {
 	}
 }
 
+func warn(op *applier.Op, format string, args ...any) {
+	if op.Warn != nil {
+		op.Warn(fmt.Sprintf(format, args...))
+	}
+}
+
 func machineName(op *applier.Op) string {
 	return resource.ObjectName(op.Lineage, op.Addr.Bottle, "agent")
 }
@@ -289,16 +295,29 @@ func (b *Backend) sidecar(ctx context.Context, op *applier.Op, create bool) (ids
 		}
 	}
 	err = b.addrs.Allocate(ctx, want.HostIP, func(ip netip.Addr) error {
-		p := docker.Publish{HostIP: ip, Ports: want.Ports}
-		if ip != want.HostIP {
-			p.Ports = map[int]int{}
+		p := docker.Publish{HostIP: ip, Ports: map[int]int{}}
+		if ip == want.HostIP {
+			p.Ports = want.Ports
 		}
+		var err error
 		if create {
-			ids, err = b.d.CreatePublishedSidecar(ctx, op, p)
 			created = true
+			ids, err = b.d.CreatePublishedSidecar(ctx, op, p)
 		} else {
 			ids, created, err = b.d.EnsurePublishedSidecar(ctx, op, p)
 		}
+		if err == nil || len(p.Ports) == 0 || !strings.Contains(err.Error(), "address already in use") {
+			return err
+		}
+		// Someone took the old ports meanwhile: new ones, which the
+		// agent's update (the plan has one) gives the VM.
+		warn(op, "the sidecar's ports on %s were taken; it publishes on new ones", ip)
+		if err := b.d.RemoveSidecar(ctx, op); err != nil {
+			return err
+		}
+		p.Ports = map[int]int{}
+		ids, err = b.d.CreatePublishedSidecar(ctx, op, p)
+		created = true
 		return err
 	})
 	return ids, created, err

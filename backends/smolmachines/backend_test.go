@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
@@ -410,4 +411,71 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("the next apply after a failed boot: %v", err)
 		}
 	})
+}
+
+// TestSidecarPortsTaken: a sidecar made again asks for its old ports; when
+// someone holds one meanwhile it publishes on new ones, and the agent's
+// update (which the plan schedules) stops the VM, gives it the new proxy
+// URL with `machine update` and starts it.
+func TestSidecarPortsTaken(t *testing.T) {
+	e := newEnv(t, "1.14.0")
+	f := newFixture(e, testImage)
+	if err := f.up(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sc := resource.Address{Bottle: "vm", Kind: resource.KindSidecar}
+	old, err := e.d.SidecarPublished(ctx, f.lineage, "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Made again with its ports free: the same ports.
+	op := f.op(sc)
+	if err := e.d.RemoveSidecar(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.update(sc); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := e.d.SidecarPublished(ctx, f.lineage, "vm"); again.Ports[docker.PortEgress] != old.Ports[docker.PortEgress] {
+		t.Errorf("a sidecar made again moved from port %d to %d", old.Ports[docker.PortEgress], again.Ports[docker.PortEgress])
+	}
+	// Made again while its egress port is taken.
+	if err := e.d.RemoveSidecar(ctx, f.op(sc)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(old.Ports[docker.PortEgress]))
+	if err != nil {
+		t.Fatalf("take the old port: %v", err)
+	}
+	defer l.Close()
+	if err := f.update(sc); err != nil {
+		t.Fatalf("a sidecar whose port is taken: %v", err)
+	}
+	moved, err := e.d.SidecarPublished(ctx, f.lineage, "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved.Ports[docker.PortEgress] == old.Ports[docker.PortEgress] {
+		t.Fatalf("the sidecar kept port %d, which the test holds", old.Ports[docker.PortEgress])
+	}
+	if err := f.update(f.agentAddr()); err != nil {
+		t.Fatal(err)
+	}
+	want := "http://100.96.0.1:" + strconv.Itoa(moved.Ports[docker.PortEgress])
+	if got := f.inAgent(`printenv HTTPS_PROXY`); got != want {
+		t.Errorf("after the agent's update HTTPS_PROXY = %q, want %q", got, want)
+	}
+	var updates int
+	for _, inv := range e.invocations() {
+		if len(inv.Argv) > 2 && inv.Argv[2] == "update" {
+			updates++
+			if !strings.Contains(strings.Join(inv.Argv, " "), "-e HTTPS_PROXY="+want) {
+				t.Errorf("update without the new proxy: %v", inv.Argv)
+			}
+		}
+	}
+	if updates != 1 {
+		t.Errorf("%d machine updates, want 1 (the ports changed once)", updates)
+	}
 }
