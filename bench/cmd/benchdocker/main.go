@@ -101,6 +101,7 @@ func up(ctx context.Context, c *client.Client, name, sidecarImage, agentImage st
 			User:       "65532:65532",
 			Entrypoint: []string{"/bottleform"},
 			Cmd:        []string{"sidecar"},
+			Env:        []string{"TMPDIR=/var/lib/bottleform/tmp"},
 			Labels:     labels(name, "sidecar"),
 			Healthcheck: &container.HealthConfig{
 				Test:     []string{"CMD", "/bottleform", "sidecar", "health"},
@@ -112,7 +113,11 @@ func up(ctx context.Context, c *client.Client, name, sidecarImage, agentImage st
 			ReadonlyRootfs: true,
 			CapDrop:        []string{"ALL"},
 			SecurityOpt:    []string{"no-new-privileges"},
-			Tmpfs:          map[string]string{"/run/bottleform": "mode=0700,uid=65532,gid=65532"},
+			Tmpfs: map[string]string{
+				"/run/bottleform": "mode=0700,uid=65532,gid=65532",
+				// The git gate's bare repositories, as backends/docker has them.
+				"/var/lib/bottleform": "exec,mode=0700,uid=65532,gid=65532",
+			},
 		},
 		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 			internal: {Aliases: []string{"egress", "git-gate", "supervise"}},
