@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -25,6 +23,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bottleform/bottleform/applier"
+	"github.com/bottleform/bottleform/internal/testimage"
 	"github.com/bottleform/bottleform/planner"
 	"github.com/bottleform/bottleform/resource"
 	"github.com/bottleform/bottleform/state"
@@ -69,21 +68,8 @@ func run(m *testing.M) int {
 		return fail("%v", err)
 	}
 	defer os.RemoveAll(tmp)
-	root, err := moduleRoot()
-	if err != nil {
-		return fail("%v", err)
-	}
-	// BOTTLEFORM_SIDECAR_BINARY, as for the CLI, names a static bottleform
-	// to use instead of building one.
-	sidecarBin = os.Getenv("BOTTLEFORM_SIDECAR_BINARY")
-	if sidecarBin == "" {
-		sidecarBin = filepath.Join(tmp, "bottleform")
-		build := exec.Command("go", "build", "-o", sidecarBin, "./cmd/bottleform")
-		build.Dir = root
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			return fail("build a static bottleform for the sidecar image: %v\n%s", err, out)
-		}
+	if sidecarBin, err = testimage.SidecarBinary(tmp); err != nil {
+		return fail("a static bottleform for the sidecar image: %v", err)
 	}
 	if out, _ := exec.Command(sidecarBin, "sidecar", "health", "--control-socket", filepath.Join(tmp, "none.sock")).CombinedOutput(); strings.Contains(string(out), "unknown command") {
 		return fail("%s has no `sidecar` command: register newSidecar(g) in cmd/bottleform/root.go", sidecarBin)
@@ -91,87 +77,13 @@ func run(m *testing.M) int {
 	if sidecarImage, err = SidecarTag("dev", sidecarBin); err != nil {
 		return fail("%v", err)
 	}
-	if err := ensureTestAgentImage(context.Background()); err != nil {
+	if err := testimage.Busybox(context.Background(), cli, testAgentImage, "agent"); err != nil {
 		return fail("%v", err)
 	}
 	code := m.Run()
 	// The sidecar image is specific to this build; leave no trace of it.
 	_, _ = cli.ImageRemove(context.Background(), sidecarImage, image.RemoveOptions{})
 	return code
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	return filepath.Dir(strings.TrimSpace(string(out))), nil
-}
-
-// printenvScript stands in for coreutils' printenv, which Debian's
-// busybox lacks.
-const printenvScript = `#!/bin/sh
-[ $# -eq 0 ] && exec env
-rc=0
-for n in "$@"; do
-  if eval "[ -n \"\${$n+x}\" ]"; then eval "printf '%s\n' \"\$$n\""; else rc=1; fi
-done
-exit $rc
-`
-
-// ensureTestAgentImage imports the agent image the tests run: busybox as
-// /bin/busybox with the applets they use, a user agent (uid 1000, home
-// /home/agent), USER agent, CMD sleep infinity. Debian's busybox-static
-// is installed if /bin/busybox is missing. The image is labelled with a
-// digest of what it holds and rebuilt when that changes.
-func ensureTestAgentImage(ctx context.Context) error {
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		out, err := exec.Command("apt-get", "install", "-y", "busybox-static").CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("install busybox-static for the test agent image: %v\n%s", err, out)
-		}
-	}
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		return err
-	}
-	entries := []tarEntry{
-		{Name: "bin/", Mode: 0o755},
-		{Name: "bin/busybox", Mode: 0o755, Data: bb},
-		{Name: "bin/printenv", Mode: 0o755, Data: []byte(printenvScript)},
-		{Name: "etc/", Mode: 0o755},
-		{Name: "etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\n")},
-		{Name: "etc/group", Mode: 0o644, Data: []byte("root:x:0:\nagent:x:1000:\n")},
-		{Name: "home/", Mode: 0o755},
-		{Name: "home/agent/", Mode: 0o755, UID: 1000, GID: 1000},
-		{Name: "root/", Mode: 0o700},
-		{Name: "tmp/", Mode: 0o1777},
-	}
-	for _, applet := range []string{"sh", "sleep", "id", "cat", "ls", "wget", "nc", "mkdir", "rm", "stat", "httpd", "nslookup", "env", "echo", "printf", "timeout", "ip"} {
-		entries = append(entries, tarEntry{Name: "bin/" + applet, Link: "busybox"})
-	}
-	h := sha256.New()
-	for _, e := range entries {
-		fmt.Fprintf(h, "%s %o %s %d:%d %d\n", e.Name, e.Mode, e.Link, e.UID, e.GID, len(e.Data))
-		h.Write(e.Data)
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	const label = "dev.bottleform.test-fixture"
-	if img, err := cli.ImageInspect(ctx, testAgentImage); err == nil && img.Config != nil && img.Config.Labels[label] == sum {
-		return nil
-	} else if err != nil && !cerrdefs.IsNotFound(err) {
-		return err
-	}
-	rootfs, err := tarOf(entries)
-	if err != nil {
-		return err
-	}
-	return importImage(ctx, cli, rootfs, testAgentImage, []string{
-		`ENV PATH=/bin`,
-		`USER agent`,
-		`CMD ["sleep", "infinity"]`,
-		"LABEL " + label + "=" + sum,
-	})
 }
 
 // newBackend returns a backend on the test engine, building the sidecar

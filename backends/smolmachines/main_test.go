@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -64,28 +63,12 @@ func run(m *testing.M) int {
 		return fail("%v", err)
 	}
 	defer os.RemoveAll(tmp)
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return fail("go env GOMOD: %v", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	build := func(dst, pkg string) error {
-		cmd := exec.Command("go", "build", "-o", dst, pkg)
-		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-		}
-		return nil
-	}
 	smolvmBin = filepath.Join(tmp, "smolvm")
-	if err := build(smolvmBin, "./backends/smolmachines/smolvmfake/cmd/smolvm"); err != nil {
+	if err := testimage.Build(smolvmBin, "./backends/smolmachines/smolvmfake/cmd/smolvm"); err != nil {
 		return fail("%v", err)
 	}
-	if sidecarBin = os.Getenv("BOTTLEFORM_SIDECAR_BINARY"); sidecarBin == "" {
-		sidecarBin = filepath.Join(tmp, "bottleform")
-		if err := build(sidecarBin, "./cmd/bottleform"); err != nil {
-			return fail("%v", err)
-		}
+	if sidecarBin, err = testimage.SidecarBinary(tmp); err != nil {
+		return fail("%v", err)
 	}
 	if sidecarImage, err = docker.SidecarTag("dev", sidecarBin); err != nil {
 		return fail("%v", err)

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -155,4 +156,30 @@ func Busybox(ctx context.Context, c *client.Client, tag, user string) error {
 			return fmt.Errorf("import %s: %s", tag, m.Error)
 		}
 	}
+}
+
+// Build builds the package pkg of this module (a path like
+// ./cmd/bottleform) as a static binary at dst.
+func Build(dst, pkg string) error {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	cmd := exec.Command("go", "build", "-o", dst, pkg)
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return nil
+}
+
+// SidecarBinary is a static bottleform for the sidecar image: the one
+// BOTTLEFORM_SIDECAR_BINARY names, as for the CLI, or one built into dir.
+func SidecarBinary(dir string) (string, error) {
+	if bin := os.Getenv("BOTTLEFORM_SIDECAR_BINARY"); bin != "" {
+		return bin, nil
+	}
+	bin := filepath.Join(dir, "bottleform")
+	return bin, Build(bin, "./cmd/bottleform")
 }
