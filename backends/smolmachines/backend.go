@@ -180,19 +180,7 @@ func machineName(op *applier.Op) string {
 
 // Create makes the object of op and returns its ids.
 func (b *Backend) Create(ctx context.Context, op *applier.Op) (map[string]string, error) {
-	if op.Bottle == nil {
-		return nil, errors.New("no desired bottle (applier bug)")
-	}
-	switch op.Addr.Kind {
-	case resource.KindNetwork:
-		return b.d.CreateEgressNetwork(ctx, op)
-	case resource.KindSidecar:
-		ids, _, err := b.sidecar(ctx, op, true)
-		return ids, err
-	case resource.KindAgent:
-		return b.createVM(ctx, op)
-	}
-	return b.inPlace(ctx, op)
+	return b.make(ctx, op, true)
 }
 
 // Update changes the object in place: a stopped sidecar or VM is started
@@ -200,6 +188,10 @@ func (b *Backend) Create(ctx context.Context, op *applier.Op) (map[string]string
 // smolvm's `machine update` (stop, update, start), and the rest is
 // written again.
 func (b *Backend) Update(ctx context.Context, op *applier.Op) (map[string]string, error) {
+	return b.make(ctx, op, false)
+}
+
+func (b *Backend) make(ctx context.Context, op *applier.Op, create bool) (map[string]string, error) {
 	if op.Bottle == nil {
 		return nil, errors.New("no desired bottle (applier bug)")
 	}
@@ -207,9 +199,12 @@ func (b *Backend) Update(ctx context.Context, op *applier.Op) (map[string]string
 	case resource.KindNetwork:
 		return b.d.CreateEgressNetwork(ctx, op)
 	case resource.KindSidecar:
-		ids, _, err := b.sidecar(ctx, op, false)
+		ids, _, err := b.sidecar(ctx, op, create)
 		return ids, err
 	case resource.KindAgent:
+		if create {
+			return b.createVM(ctx, op)
+		}
 		return b.updateVM(ctx, op)
 	}
 	return b.inPlace(ctx, op)
