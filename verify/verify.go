@@ -17,9 +17,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -411,19 +413,6 @@ func noSecrets(ctx context.Context, t Target, env map[string]string) Check {
 		}
 	}
 	sort.Slice(secrets, func(i, j int) bool { return secrets[i].ref < secrets[j].ref })
-	var found []string
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		for _, s := range secrets {
-			if bytes.Contains([]byte(env[k]), s.v) {
-				found = append(found, fmt.Sprintf("%s's value is in the agent's env %s", s.ref, k))
-			}
-		}
-	}
 	home := env["HOME"]
 	dirs := []string{"/etc/bottleform"}
 	if strings.HasPrefix(home, "/") && home != "/" {
@@ -434,18 +423,22 @@ func noSecrets(ctx context.Context, t Target, env map[string]string) Check {
 		c.Status, c.Evidence = Fail, "read the agent's files: "+err.Error()
 		return c
 	}
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
+	// Where to look, by the name a finding gives it.
+	places := map[string][]byte{}
+	for k, v := range env {
+		places["the agent's env "+k] = []byte(v)
 	}
-	sort.Strings(names)
-	for _, n := range names {
+	for n, b := range files {
+		places[n] = b
+	}
+	var found []string
+	for _, n := range slices.Sorted(maps.Keys(places)) {
 		for _, s := range secrets {
-			if bytes.Contains(files[n], s.v) {
+			if bytes.Contains(places[n], s.v) {
 				found = append(found, fmt.Sprintf("%s's value is in %s", s.ref, n))
 			}
 		}
-		clear(files[n])
+		clear(places[n])
 	}
 	found = dedupe(found)
 	if len(found) > 0 {
