@@ -51,18 +51,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	var err error
-	cli, err = client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		return fail("docker client: %v", err)
+	if cli, err = testimage.Engine("the backend under test"); err != nil {
+		return fail("%v", err)
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, err = cli.Ping(ctx)
-	cancel()
-	if err != nil {
-		return fail("the Docker engine is unreachable, and these tests need it: %v", err)
-	}
-
 	tmp, err := os.MkdirTemp("", "bf-docker-test")
 	if err != nil {
 		return fail("%v", err)

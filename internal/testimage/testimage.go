@@ -183,3 +183,19 @@ func SidecarBinary(dir string) (string, error) {
 	bin := filepath.Join(dir, "bottleform")
 	return bin, Build(bin, "./cmd/bottleform")
 }
+
+// Engine connects to the Docker engine (DOCKER_HOST, ...) and checks that
+// it answers; the error says what the tests need it for.
+func Engine(need string) (*client.Client, error) {
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("the Docker engine is unreachable, and these tests need it (%s): %w", need, err)
+	}
+	return c, nil
+}
