@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -155,6 +158,13 @@ func guestAddr(host netip.Addr) netip.Addr {
 	return host
 }
 
+// allowCIDR is the VM's egress allow-list entry: the one address its
+// sidecar is reachable at.
+func allowCIDR(ep docker.Endpoints) string {
+	u, _ := url.Parse(ep.Proxy)
+	return u.Hostname() + "/32"
+}
+
 // Endpoints are the sidecar's services as the VM reaches them through its
 // published ports.
 func Endpoints(p docker.Publish) docker.Endpoints {
@@ -270,12 +280,33 @@ func (b *Backend) agent(ctx context.Context, op *applier.Op) (*docker.Agent, doc
 	if err := b.preflight(ctx); err != nil {
 		return nil, docker.Endpoints{}, err
 	}
+	ep, err := b.endpoints(ctx, op)
+	if err != nil {
+		return nil, ep, err
+	}
+	name := machineName(op)
+	return docker.NewAgent(name, vm{b, name}, ep), ep, nil
+}
+
+// endpoints are the sidecar's services as op's VM reaches them, from the
+// ports Docker published.
+func (b *Backend) endpoints(ctx context.Context, op *applier.Op) (docker.Endpoints, error) {
 	pub, err := b.d.SidecarPublished(ctx, op.Lineage, op.Addr.Bottle)
 	if err != nil {
-		return nil, docker.Endpoints{}, fmt.Errorf("find the sidecar's published ports: %w", err)
+		return docker.Endpoints{}, fmt.Errorf("find the sidecar's published ports: %w", err)
 	}
-	name, ep := machineName(op), Endpoints(pub)
-	return docker.NewAgent(name, vm{b, name}, ep), ep, nil
+	return Endpoints(pub), nil
+}
+
+// vmEnv is the VM's env for op: the endpoints, the plain env for the
+// machine record and the secret env for the guest's file.
+func (b *Backend) vmEnv(ctx context.Context, op *applier.Op) (docker.Endpoints, []string, map[string]resource.Secret, error) {
+	ep, err := b.endpoints(ctx, op)
+	if err != nil {
+		return ep, nil, nil, err
+	}
+	plain, secret, err := docker.AgentEnv(op, ep)
+	return ep, plain, secret, err
 }
 
 // sidecar creates (create) or starts and if need be recreates the
@@ -409,12 +440,7 @@ func (b *Backend) createVM(ctx context.Context, op *applier.Op) (map[string]stri
 	if err != nil {
 		return nil, err
 	}
-	pub, err := b.d.SidecarPublished(ctx, op.Lineage, op.Addr.Bottle)
-	if err != nil {
-		return nil, fmt.Errorf("find the sidecar's published ports: %w", err)
-	}
-	ep := Endpoints(pub)
-	plain, secret, err := docker.AgentEnv(op, ep)
+	ep, plain, secret, err := b.vmEnv(ctx, op)
 	if err != nil {
 		return nil, err
 	}
@@ -428,10 +454,10 @@ func (b *Backend) createVM(ctx context.Context, op *applier.Op) (map[string]stri
 	}
 	args := []string{"machine", "create", "--name", name, "--image", archive}
 	labels := vmLabels(op)
-	for _, k := range sortedKeys(labels) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		args = append(args, "--label", k+"="+labels[k])
 	}
-	args = append(args, "--allow-cidr", guestAddr(pub.HostIP).String()+"/32")
+	args = append(args, "--allow-cidr", allowCIDR(ep))
 	cpus, mib := resources(bt)
 	if cpus > 0 {
 		args = append(args, "--cpus", strconv.Itoa(cpus))
@@ -488,7 +514,7 @@ func (b *Backend) settle(ctx context.Context, op *applier.Op, a *docker.Agent, g
 		return err
 	}
 	var lines []byte
-	for _, k := range sortedKeys(secret) {
+	for _, k := range slices.Sorted(maps.Keys(secret)) {
 		lines = append(lines, "export "+k+"="+agent.ShellQuote(secret[k].Reveal())+"\n"...)
 	}
 	return g.writeSecretEnv(ctx, lines)
@@ -522,12 +548,7 @@ func (b *Backend) updateVM(ctx context.Context, op *applier.Op) (map[string]stri
 			return nil, err
 		}
 	}
-	pub, err := b.d.SidecarPublished(ctx, op.Lineage, op.Addr.Bottle)
-	if err != nil {
-		return nil, fmt.Errorf("find the sidecar's published ports: %w", err)
-	}
-	ep := Endpoints(pub)
-	plain, secret, err := docker.AgentEnv(op, ep)
+	ep, plain, secret, err := b.vmEnv(ctx, op)
 	if err != nil {
 		return nil, err
 	}
@@ -581,7 +602,7 @@ func (b *Backend) vmEdits(ctx context.Context, g vm, m *Machine, op *applier.Op,
 	}
 	if op.Prior != nil {
 		if env, ok := op.Prior.Attrs["env"]; ok {
-			for _, k := range sortedKeys(env.Map) {
+			for _, k := range slices.Sorted(maps.Keys(env.Map)) {
 				if env.Map[k].Kind == resource.ValueString && !want[k] {
 					edits = append(edits, "--remove-env", k)
 				}
@@ -714,15 +735,6 @@ func (b *Backend) Objects(ctx context.Context, lineage string) ([]string, error)
 	}
 	sort.Strings(out)
 	return out, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // AgentFor is a handle on the agent VM of bottle, with the sidecar's
