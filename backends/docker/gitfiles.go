@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bottleform/bottleform/internal/hostenv"
 )
 
 // labelGitSHA256 records the digest of the git file set in the sidecar
@@ -71,7 +73,9 @@ func collectGitFiles() (*gitFiles, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, git, "--exec-path").Output()
+	cmd := exec.CommandContext(ctx, git, "--exec-path")
+	cmd.Env = hostenv.Env([]string{"GIT_EXEC_PATH"})
+	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("%s --exec-path: %w", git, err)
 	}

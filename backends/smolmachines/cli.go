@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/bottleform/bottleform/internal/hostenv"
 )
 
 // The smolvm versions this backend drives: the contract it follows
@@ -26,9 +28,22 @@ var (
 type CLI struct {
 	// Path is the smolvm binary; empty is "smolvm" on PATH.
 	Path string
-	// Env is the environment of every smolvm process; nil inherits
-	// bottleform's.
+	// Env is the environment of every smolvm process. Nil is bottleform's
+	// reduced to what smolvm reads (HostEnv): not the values of the env
+	// secrets bottleform was given.
 	Env []string
+}
+
+// HostEnv is what a smolvm process gets of bottleform's environment: the
+// basics, smolvm's own SMOLVM_* settings, RUST_LOG and the XDG
+// directories (its state lives under them).
+func HostEnv() []string { return hostenv.Env([]string{"RUST_LOG"}, "SMOLVM_", "XDG_") }
+
+func (c *CLI) env() []string {
+	if c.Env == nil {
+		return HostEnv()
+	}
+	return c.Env
 }
 
 // Error is smolvm failing (exit 1 with `Error: …`, or 2 on a usage error),
@@ -96,7 +111,7 @@ func (c *CLI) run(ctx context.Context, args []string, stdin io.Reader, guest boo
 		path = "smolvm"
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = c.Env
+	cmd.Env = c.env()
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -218,7 +218,7 @@ func (b *Backend) Attach(ctx context.Context, lineage, bottle string, argv []str
 		path = "smolvm"
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = b.cli.Env, in, out, errw
+	cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = b.cli.env(), in, out, errw
 	err = cmd.Run()
 	var ee *exec.ExitError
 	switch {
