@@ -106,6 +106,18 @@ func sampleProcs(needles ...string) *procSampler {
 					continue
 				}
 				dir := filepath.Join("/proc", e.Name())
+				// Who it is comes first: a process whose executable or
+				// cgroup cannot be read is exiting (or a kernel thread),
+				// and what it holds could not be attributed; one that
+				// lives on is read again on the next pass.
+				exe, err := os.Readlink(filepath.Join(dir, "exe"))
+				if err != nil {
+					continue
+				}
+				cg, err := os.ReadFile(filepath.Join(dir, "cgroup"))
+				if err != nil || len(cg) == 0 {
+					continue
+				}
 				for _, file := range []string{"cmdline", "environ"} {
 					data, err := os.ReadFile(filepath.Join(dir, file))
 					if err != nil {
@@ -122,10 +134,7 @@ func sampleProcs(needles ...string) *procSampler {
 							continue
 						}
 						seen[key] = true
-						h := procHit{pid: pid, file: file}
-						h.exe, _ = os.Readlink(filepath.Join(dir, "exe"))
-						cg, _ := os.ReadFile(filepath.Join(dir, "cgroup"))
-						h.cgroup = string(cg)
+						h := procHit{pid: pid, file: file, exe: exe, cgroup: string(cg)}
 						argv, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
 						h.argv = string(bytes.ReplaceAll(argv, []byte{0}, []byte{' '}))
 						s.mu.Lock()
