@@ -26,6 +26,7 @@ import (
 	"strings"
 
 	"github.com/bottleform/bottleform/applier"
+	"github.com/bottleform/bottleform/internal/rootfs"
 	"github.com/bottleform/bottleform/resource"
 )
 
@@ -219,16 +220,11 @@ func installProbe(ctx context.Context, t Target) (string, error) {
 	rnd := make([]byte, 6)
 	_, _ = rand.Read(rnd)
 	base := "bottleform-probe-" + hex.EncodeToString(rnd)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: base, Mode: 0o755, Size: int64(len(bin)), Typeflag: tar.TypeReg}); err != nil {
+	archive, err := rootfs.Tar([]rootfs.Entry{{Name: base, Mode: 0o755, Data: bin}})
+	if err != nil {
 		return "", err
 	}
-	_, _ = tw.Write(bin)
-	if err := tw.Close(); err != nil {
-		return "", err
-	}
-	if err := t.Agent.CopyIn(ctx, "/tmp", &buf); err != nil {
+	if err := t.Agent.CopyIn(ctx, "/tmp", bytes.NewReader(archive)); err != nil {
 		return "", fmt.Errorf("copy the probe into the agent: %w", err)
 	}
 	return "/tmp/" + base, nil

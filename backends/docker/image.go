@@ -1,13 +1,10 @@
 package docker
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,11 +13,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/image"
 
+	"github.com/bottleform/bottleform/internal/rootfs"
 	"github.com/bottleform/bottleform/resource"
 )
 
@@ -173,30 +169,10 @@ func systemRoots() ([]byte, string) {
 	return nil, "none"
 }
 
-// importImage imports a root filesystem tar as the image tag, with
-// Dockerfile-style changes (ENTRYPOINT, CMD, USER, ENV, LABEL).
-func importImage(ctx context.Context, c Client, rootfs []byte, tag string, changes []string) error {
-	rc, err := c.ImageImport(ctx, image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"}, tag, image.ImportOptions{Changes: changes})
-	if err != nil {
-		return fmt.Errorf("import image %s: %w", tag, err)
-	}
-	defer rc.Close()
-	// The engine answers with a stream of JSON messages; a failure is one
-	// with an error field.
-	dec := json.NewDecoder(rc)
-	for {
-		var m struct {
-			Error string `json:"error"`
-		}
-		if err := dec.Decode(&m); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("import image %s: %w", tag, err)
-		}
-		if m.Error != "" {
-			return fmt.Errorf("import image %s: %s", tag, m.Error)
-		}
-	}
+// importImage imports a root filesystem tar as the image tag; see
+// rootfs.Import.
+func importImage(ctx context.Context, c Client, tree []byte, tag string, changes []string) error {
+	return rootfs.Import(ctx, c, tree, tag, changes)
 }
 
 // checkStatic refuses a binary that is not a statically linked ELF
@@ -228,46 +204,8 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// tarEntry is one file, directory (Name ends in "/"), symlink (Link set)
-// or hardlink (Hardlink set: the Name of an earlier file) of an in-memory
-// tar.
-type tarEntry struct {
-	Name     string
-	Mode     int64
-	Data     []byte
-	Link     string
-	Hardlink string
-	UID, GID int
-}
+// tarEntry is one entry of an in-memory tar (rootfs.Entry).
+type tarEntry = rootfs.Entry
 
 // tarOf builds a tar from entries, in order.
-func tarOf(entries []tarEntry) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	now := time.Now()
-	for _, e := range entries {
-		h := &tar.Header{Name: e.Name, Mode: e.Mode, Uid: e.UID, Gid: e.GID, ModTime: now, Format: tar.FormatPAX}
-		switch {
-		case e.Link != "":
-			h.Typeflag, h.Linkname = tar.TypeSymlink, e.Link
-		case e.Hardlink != "":
-			h.Typeflag, h.Linkname = tar.TypeLink, e.Hardlink
-		case len(e.Name) > 0 && e.Name[len(e.Name)-1] == '/':
-			h.Typeflag = tar.TypeDir
-		default:
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.Data))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if h.Typeflag == tar.TypeReg {
-			if _, err := tw.Write(e.Data); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+func tarOf(entries []tarEntry) ([]byte, error) { return rootfs.Tar(entries) }

@@ -4,14 +4,10 @@
 package testimage
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,8 +15,9 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"github.com/bottleform/bottleform/internal/rootfs"
 )
 
 // printenv stands in for coreutils' printenv, which Debian's busybox
@@ -38,37 +35,6 @@ exit $rc
 var Applets = []string{
 	"sh", "sleep", "id", "cat", "ls", "wget", "nc", "mkdir", "rm", "stat", "httpd", "nslookup",
 	"env", "echo", "printf", "timeout", "ip", "tar", "chmod", "chown", "kill", "pwd", "grep", "true", "false",
-}
-
-type entry struct {
-	name, link string
-	mode       int64
-	uid, gid   int
-	data       []byte
-}
-
-func tarOf(entries []entry) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.gid, ModTime: time.Unix(0, 0)}
-		switch {
-		case e.link != "":
-			h.Typeflag, h.Linkname = tar.TypeSymlink, e.link
-		case strings.HasSuffix(e.name, "/"):
-			h.Typeflag = tar.TypeDir
-		default:
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.data))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(e.data); err != nil {
-			return nil, err
-		}
-	}
-	err := tw.Close()
-	return buf.Bytes(), err
 }
 
 // installBusybox installs Debian's busybox-static if /bin/busybox is
@@ -104,26 +70,26 @@ func Busybox(ctx context.Context, c *client.Client, tag, user string) error {
 	if err != nil {
 		return err
 	}
-	entries := []entry{
-		{name: "bin/", mode: 0o755},
-		{name: "bin/busybox", mode: 0o755, data: bb},
-		{name: "bin/printenv", mode: 0o755, data: []byte(printenv)},
-		{name: "etc/", mode: 0o755},
-		{name: "etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\n")},
-		{name: "etc/group", mode: 0o644, data: []byte("root:x:0:\nagent:x:1000:\n")},
-		{name: "home/", mode: 0o755},
-		{name: "home/agent/", mode: 0o755, uid: 1000, gid: 1000},
-		{name: "root/", mode: 0o700},
-		{name: "tmp/", mode: 0o1777},
+	entries := []rootfs.Entry{
+		{Name: "bin/", Mode: 0o755},
+		{Name: "bin/busybox", Mode: 0o755, Data: bb},
+		{Name: "bin/printenv", Mode: 0o755, Data: []byte(printenv)},
+		{Name: "etc/", Mode: 0o755},
+		{Name: "etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\n")},
+		{Name: "etc/group", Mode: 0o644, Data: []byte("root:x:0:\nagent:x:1000:\n")},
+		{Name: "home/", Mode: 0o755},
+		{Name: "home/agent/", Mode: 0o755, UID: 1000, GID: 1000},
+		{Name: "root/", Mode: 0o700},
+		{Name: "tmp/", Mode: 0o1777},
 	}
 	for _, a := range Applets {
-		entries = append(entries, entry{name: "bin/" + a, link: "busybox"})
+		entries = append(entries, rootfs.Entry{Name: "bin/" + a, Link: "busybox"})
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "USER %s\n", user)
 	for _, e := range entries {
-		fmt.Fprintf(h, "%s %o %s %d:%d %d\n", e.name, e.mode, e.link, e.uid, e.gid, len(e.data))
-		h.Write(e.data)
+		fmt.Fprintf(h, "%s %o %s %d:%d %d\n", e.Name, e.Mode, e.Link, e.UID, e.GID, len(e.Data))
+		h.Write(e.Data)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	const label = "dev.bottleform.testimage"
@@ -132,30 +98,11 @@ func Busybox(ctx context.Context, c *client.Client, tag, user string) error {
 	} else if err != nil && !cerrdefs.IsNotFound(err) {
 		return err
 	}
-	rootfs, err := tarOf(entries)
+	tree, err := rootfs.Tar(entries)
 	if err != nil {
 		return err
 	}
-	rc, err := c.ImageImport(ctx, image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"}, tag,
-		image.ImportOptions{Changes: []string{`ENV PATH=/bin`, "USER " + user, `CMD ["sleep", "infinity"]`, "LABEL " + label + "=" + sum}})
-	if err != nil {
-		return fmt.Errorf("import %s: %w", tag, err)
-	}
-	defer rc.Close()
-	dec := json.NewDecoder(rc)
-	for {
-		var m struct {
-			Error string `json:"error"`
-		}
-		if err := dec.Decode(&m); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("import %s: %w", tag, err)
-		}
-		if m.Error != "" {
-			return fmt.Errorf("import %s: %s", tag, m.Error)
-		}
-	}
+	return rootfs.Import(ctx, c, tree, tag, []string{`ENV PATH=/bin`, "USER " + user, `CMD ["sleep", "infinity"]`, "LABEL " + label + "=" + sum})
 }
 
 // Build builds the package pkg of this module (a path like
