@@ -755,13 +755,9 @@ func (s *session) cp(p *parsed) error {
 	}
 	gp := s.guestPath(machine, guest)
 	if upload {
-		fi, err := os.Stat(local)
-		if err == nil && fi.IsDir() {
-			return errorf("agent operation failed: read local file: %s: is a directory (cp copies single files only)", local)
-		}
-		b, err := os.ReadFile(local)
+		b, err := readUpload(local)
 		if err != nil {
-			return errorf("agent operation failed: read local file: %s: %v", local, errors.Unwrap(err))
+			return err
 		}
 		if fi, err := os.Stat(gp); err == nil && fi.IsDir() {
 			return errorf("agent operation failed: upload: %s: is a directory", guest)
@@ -1042,4 +1038,16 @@ func mergeEnv(base, over []string) []string {
 		out = append(out, e)
 	}
 	return out
+}
+
+// readUpload reads the host file cp uploads; cp copies single files only.
+func readUpload(local string) ([]byte, error) {
+	if fi, err := os.Stat(local); err == nil && fi.IsDir() {
+		return nil, errorf("agent operation failed: read local file: %s: is a directory (cp copies single files only)", local)
+	}
+	b, err := os.ReadFile(local)
+	if err != nil {
+		return nil, errorf("agent operation failed: read local file: %s: %v", local, errors.Unwrap(err))
+	}
+	return b, nil
 }

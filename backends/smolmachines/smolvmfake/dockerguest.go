@@ -487,13 +487,9 @@ func (s *session) dockerCp(machine, guest, local string, upload bool, mode os.Fi
 	notRunning := errorf("agent operation failed: connect: machine '%s' is not running. Use 'smolvm machine start --name %s' first.", machine, machine)
 	gp := filepath.Clean("/" + guest)
 	if upload {
-		fi, err := os.Stat(local)
-		if err == nil && fi.IsDir() {
-			return errorf("agent operation failed: read local file: %s: is a directory (cp copies single files only)", local)
-		}
-		b, err := os.ReadFile(local)
+		b, err := readUpload(local)
 		if err != nil {
-			return errorf("agent operation failed: read local file: %s: %v", local, errors.Unwrap(err))
+			return err
 		}
 		st, err := c.ContainerStatPath(ctx, cname, gp)
 		if err == nil && st.Mode.IsDir() {
