@@ -223,6 +223,17 @@ type ObjectStatus struct {
 // Status lists, for each network, sidecar and agent of the state's Docker
 // bottles, its Docker objects and their state, from one snapshot.
 func (b *Backend) Status(ctx context.Context, s *state.State) ([]ObjectStatus, error) {
+	return b.status(ctx, s, resource.BackendDocker, false)
+}
+
+// StatusSidecars is Status for the networks and published sidecars of the
+// state's bottles on backend (see ObserveSidecars); their agents are not
+// Docker's.
+func (b *Backend) StatusSidecars(ctx context.Context, s *state.State, backend string) ([]ObjectStatus, error) {
+	return b.status(ctx, s, backend, true)
+}
+
+func (b *Backend) status(ctx context.Context, s *state.State, backend string, published bool) ([]ObjectStatus, error) {
 	if s == nil {
 		return nil, nil
 	}
@@ -232,13 +243,13 @@ func (b *Backend) Status(ctx context.Context, s *state.State) ([]ObjectStatus, e
 	}
 	var out []ObjectStatus
 	for _, r := range s.Resources() {
-		if bt := s.Bottles[r.Addr.Bottle]; bt == nil || bt.Backend != resource.BackendDocker {
+		if bt := s.Bottles[r.Addr.Bottle]; bt == nil || bt.Backend != backend {
 			continue
 		}
 		name := func(comp string) string { return resource.ObjectName(s.Lineage, r.Addr.Bottle, comp) }
 		switch r.Addr.Kind {
 		case resource.KindNetwork:
-			for _, comp := range []string{compInternal, compEgress} {
+			for _, comp := range networkComps(published) {
 				st := ObjectStatus{Addr: r.Addr, Type: "network", Name: name(comp), State: "missing"}
 				if _, ok := snap.network(s.Lineage, st.Name); ok {
 					st.State = "present"
@@ -248,6 +259,9 @@ func (b *Backend) Status(ctx context.Context, s *state.State) ([]ObjectStatus, e
 		case resource.KindSidecar, resource.KindAgent:
 			comp := compSidecar
 			if r.Addr.Kind == resource.KindAgent {
+				if published {
+					continue
+				}
 				comp = compAgent
 			}
 			st := ObjectStatus{Addr: r.Addr, Type: "container", Name: name(comp), State: "missing"}

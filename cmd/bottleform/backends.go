@@ -71,9 +71,9 @@ func (s *backendSet) dockerBackend() (*docker.Backend, error) {
 	return b, nil
 }
 
-// smolBackend is the smolmachines backend: its agents are smolvm VMs (smolvm
-// on PATH, with bottleform's environment), its sidecars the Docker
-// backend's, its images read from the same Docker engine.
+// smolBackend is the smolmachines backend: its agents are smolvm VMs
+// (smolvm on PATH, with the part of bottleform's environment it reads), its
+// sidecars the Docker backend's, its images read from the same engine.
 func (s *backendSet) smolBackend() (*smolmachines.Backend, error) {
 	if s.smol != nil {
 		return s.smol, nil

@@ -202,11 +202,18 @@ func TestE2ESmolmachines(t *testing.T) {
 		t.Errorf("Docker objects of the lineage: %v; want the sidecar and the egress network alone", objs)
 	}
 
-	r = f.bf(t, "status")
-	wantCode(t, "status", r, 0)
+	// The sidecar's health, as for Docker bottles: "starting" until
+	// Docker's first check, a second after it starts.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		r = f.bf(t, "status")
+		wantCode(t, "status", r, 0)
+		if strings.Contains(r.stdout, "healthy") || time.Now().After(deadline) {
+			break
+		}
+	}
 	wantFields(t, "status", r.stdout,
 		[]string{agentAddr, "machine", machine, "running", "-", "-"},
-		[]string{"bottle.smol.sidecar", "container", sidecar, "running", "-", "-"})
+		[]string{"bottle.smol.sidecar", "container", sidecar, "running", "healthy", "-"})
 
 	// The secret reaches the agent; the proxy is the sidecar's published
 	// port, through smolvm's gateway.

@@ -149,52 +149,26 @@ terminal when stdin is one. Its exit status is the command's.`,
 	}
 }
 
-// smolStatus is the status of the state's smolmachines bottles, which the
-// Docker backend's Status leaves out: their egress network and sidecar as
-// Docker lists them, and their agent machine as the backend observed it
-// (Observe calls a machine present only when it runs).
+// smolStatus is the status of the state's smolmachines bottles: their
+// network and sidecar as Docker lists them, and their agent machine as the
+// backend observed it (Observe calls a machine present only when it runs).
 func smolStatus(ctx context.Context, d *docker.Backend, s *state.State, observed resource.Observed) ([]docker.ObjectStatus, error) {
-	var out []docker.ObjectStatus
-	var live map[string]docker.Object
+	out, err := d.StatusSidecars(ctx, s, resource.BackendSmolmachines)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range s.Resources() {
-		if bt := s.Bottles[r.Addr.Bottle]; bt == nil || bt.Backend != resource.BackendSmolmachines {
+		if bt := s.Bottles[r.Addr.Bottle]; bt == nil || bt.Backend != resource.BackendSmolmachines || r.Addr.Kind != resource.KindAgent {
 			continue
 		}
-		var typ, comp string
-		switch r.Addr.Kind {
-		case resource.KindNetwork:
-			typ, comp = "network", "egress"
-		case resource.KindSidecar:
-			typ, comp = "container", "sidecar"
-		case resource.KindAgent:
-			name := resource.ObjectName(s.Lineage, r.Addr.Bottle, "agent")
-			st := "unknown"
-			if ob, ok := observed[r.Addr]; ok {
-				st = ob.Status.String()
-				if ob.Status == resource.StatusPresent {
-					st = "running"
-				}
-			}
-			out = append(out, docker.ObjectStatus{Addr: r.Addr, Type: "machine", Name: name, State: st})
-			continue
-		default:
-			continue
-		}
-		if live == nil {
-			objs, err := d.Objects(ctx, s.Lineage)
-			if err != nil {
-				return nil, err
-			}
-			live = map[string]docker.Object{}
-			for _, o := range objs {
-				live[o.Type+" "+o.Name] = o
+		st := "unknown"
+		if ob, ok := observed[r.Addr]; ok {
+			st = ob.Status.String()
+			if ob.Status == resource.StatusPresent {
+				st = "running"
 			}
 		}
-		st := docker.ObjectStatus{Addr: r.Addr, Type: typ, Name: resource.ObjectName(s.Lineage, r.Addr.Bottle, comp), State: "missing"}
-		if o, ok := live[typ+" "+st.Name]; ok {
-			st.State = o.State
-		}
-		out = append(out, st)
+		out = append(out, docker.ObjectStatus{Addr: r.Addr, Type: "machine", Name: resource.ObjectName(s.Lineage, r.Addr.Bottle, "agent"), State: st})
 	}
 	return out, nil
 }
