@@ -98,6 +98,11 @@ func Run(ctx context.Context, t Target) ([]Check, error) {
 	}
 	var checks []Check
 	checks = append(checks, proxyEnv(t, env))
+	probeBin, err := installProbe(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	defer removeProbe(t.Agent, probeBin)
 
 	req := ProbeRequest{DNS: []string{t.DNSName}}
 	for _, d := range t.Direct {
@@ -123,7 +128,7 @@ func Run(ctx context.Context, t Target) ([]Check, error) {
 			Body:    `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bottleform-verify","version":"1"}}}`,
 		})
 	}
-	pr, err := probe(ctx, t, req)
+	pr, err := probe(ctx, t, probeBin, req)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +143,7 @@ func Run(ctx context.Context, t Target) ([]Check, error) {
 	if t.Bottle.Supervise {
 		checks = append(checks, superviseAnswers(t, pr.HTTP[len(t.Bottle.Git)]))
 	}
-	checks = append(checks, noSecrets(ctx, t, env))
+	checks = append(checks, noSecrets(ctx, t, probeBin, env))
 	return checks, nil
 }
 
@@ -186,14 +191,9 @@ func proxyEnv(t Target, env map[string]string) Check {
 	return c
 }
 
-// probe copies the probe binary into the agent's /tmp, runs it there as
-// the agent user with req on stdin, and removes it.
-func probe(ctx context.Context, t Target, req ProbeRequest) (*ProbeResult, error) {
-	name, err := installProbe(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	defer removeProbe(t.Agent, name)
+// probe runs the probe binary name in the agent as the agent user, with
+// req on stdin.
+func probe(ctx context.Context, t Target, name string, req ProbeRequest) (*ProbeResult, error) {
 	body, _ := json.Marshal(req)
 	out, stderr, code, err := t.Agent.Exec(ctx, []string{name, "probe"}, "", bytes.NewReader(body))
 	if err != nil {
@@ -212,6 +212,8 @@ func probe(ctx context.Context, t Target, req ProbeRequest) (*ProbeResult, error
 	return &pr, nil
 }
 
+// installProbe copies the probe binary into the agent's /tmp and returns
+// its path there.
 func installProbe(ctx context.Context, t Target) (string, error) {
 	bin, err := os.ReadFile(t.ProbeBinary)
 	if err != nil {
@@ -381,7 +383,7 @@ func serverInfo(body string) string {
 // not grant to the agent's env in the agent's env and in the files under
 // its home and /etc/bottleform. Values under 8 bytes are too short to
 // tell from chance and are left out (and counted).
-func noSecrets(ctx context.Context, t Target, env map[string]string) Check {
+func noSecrets(ctx context.Context, t Target, probeBin string, env map[string]string) Check {
 	c := Check{ID: "no_secrets_in_agent", Title: "no secret the agent was not granted is in its env or files"}
 	granted := map[resource.Ref]bool{}
 	for _, e := range t.Bottle.Env {
@@ -414,7 +416,7 @@ func noSecrets(ctx context.Context, t Target, env map[string]string) Check {
 	if strings.HasPrefix(home, "/") && home != "/" {
 		dirs = append([]string{home}, dirs...)
 	}
-	files, size, err := readTree(ctx, t, dirs)
+	files, size, err := readTree(ctx, t, probeBin, dirs)
 	if err != nil {
 		c.Status, c.Evidence = Fail, "read the agent's files: "+err.Error()
 		return c
@@ -454,12 +456,7 @@ func noSecrets(ctx context.Context, t Target, env map[string]string) Check {
 }
 
 // readTree reads the files under dirs in the agent with the probe.
-func readTree(ctx context.Context, t Target, dirs []string) (map[string][]byte, int64, error) {
-	name, err := installProbe(ctx, t)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer removeProbe(t.Agent, name)
+func readTree(ctx context.Context, t Target, name string, dirs []string) (map[string][]byte, int64, error) {
 	out, stderr, code, err := t.Agent.Exec(ctx, append([]string{name, "probe", "--tar"}, dirs...), "", nil)
 	if err != nil {
 		return nil, 0, err
